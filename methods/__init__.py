@@ -1,0 +1,28 @@
+"""Unlearning methods, one file each, and the registry the tools read.
+
+To add a method: create ``methods/<name>.py`` with a ``BaseMethod`` subclass that
+sets ``name``, then import it and list it in ``_METHODS`` below.
+"""
+
+from __future__ import annotations
+
+from methods.base import BaseMethod
+from methods.finetune import Finetune, MyMethod
+
+_METHODS: tuple[type[BaseMethod], ...] = (
+    Finetune,
+    MyMethod,
+)
+
+
+def all_method_handlers() -> dict[str, type[BaseMethod]]:
+    """Registered methods by name, as in the competition's starter kit."""
+    handlers: dict[str, type[BaseMethod]] = {}
+    for cls in _METHODS:
+        if cls.name in handlers:
+            raise ValueError(f"two methods registered as {cls.name!r}")
+        handlers[cls.name] = cls
+    return handlers
+
+
+__all__ = ["BaseMethod", "all_method_handlers"]

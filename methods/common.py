@@ -1,0 +1,62 @@
+"""Helpers that methods share and the builder inlines into notebooks.
+
+Everything here must stay importable with only torch and the standard library:
+the builder copies whatever a method uses into the competition notebook, which
+runs offline on Kaggle.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+ASSETS_ENV = "UNLEARNKIT_ASSETS_DIR"
+
+
+def get_device() -> torch.device:
+    """The accelerator when there is one: Kaggle gives a GPU, laptops often not."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def unpack_batch(batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and labels of a batch on ``device``, whatever loader produced it.
+
+    The competition yields dicts (``image`` as float 0-255, ``age_group`` as the
+    label); CIFAR-style development loaders yield ``(inputs, targets)`` tuples.
+    """
+    if isinstance(batch, dict):
+        inputs, targets = batch["image"], batch["age_group"]
+    else:
+        inputs, targets = batch[0], batch[1]
+    return inputs.to(device).float(), targets.to(device).long()
+
+
+def model_device(net: torch.nn.Module) -> torch.device:
+    """Where ``net`` lives, so that methods follow the caller's placement."""
+    for tensor in net.parameters():
+        return tensor.device
+    return get_device()
+
+
+def asset_path(filename: str) -> str:
+    """Path of a bundled asset: the notebook sets the folder from ``ASSETS_DIR``."""
+    folder = os.environ.get(ASSETS_ENV)
+    if not folder:
+        raise FileNotFoundError(
+            f"asset {filename!r} requested but {ASSETS_ENV} is not set; "
+            "declare it in the method's `assets` and run through the notebook or evaluator"
+        )
+    path = os.path.join(folder, filename)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"asset {filename!r} not found in {folder}")
+    return path
+
+
+def count_labels(loader, num_classes: int) -> torch.Tensor:
+    """Examples per class in ``loader``: several methods weight losses by class frequency."""
+    counts = torch.zeros(num_classes, dtype=torch.long)
+    for batch in loader:
+        _, targets = unpack_batch(batch, torch.device("cpu"))
+        counts += torch.bincount(targets, minlength=num_classes)
+    return counts
