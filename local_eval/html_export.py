@@ -1,0 +1,54 @@
+"""Render an executed notebook as a single HTML page.
+
+The HTML is what reviewers open without Jupyter: it shows every cell's output,
+the timing line and, after a failure, the traceback, exactly as executed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+from local_eval.errors import EvalError
+
+
+class HtmlExportFailed(EvalError):
+    """nbconvert could not render the notebook."""
+
+
+def export_html(notebook: NotebookNode | Path, html_path: Path) -> Path:
+    """Write ``notebook`` (a node or an .ipynb path) as HTML to ``html_path``, atomically."""
+    from nbconvert import HTMLExporter
+
+    html_path = Path(html_path)
+    try:
+        node = (
+            notebook
+            if isinstance(notebook, NotebookNode)
+            else nbformat.read(notebook, as_version=4)
+        )
+        body, _ = HTMLExporter().from_notebook_node(node)
+    except Exception as error:  # nbconvert raises template, jinja and parsing errors alike
+        raise HtmlExportFailed(
+            f"Could not render {notebook if isinstance(notebook, Path) else 'the executed notebook'} "
+            f"as HTML for {html_path}: {type(error).__name__}: {error}. The executed .ipynb is unaffected; "
+            "check that nbconvert's templates are installed in the environment (`pip install nbconvert`)."
+        ) from error
+    _write_text_atomically(html_path, body)
+    return html_path
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
