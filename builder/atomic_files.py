@@ -64,3 +64,12 @@ def replaced_directory(final: Path) -> Iterator[Path]:
     os.replace(staging, final)
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def remove_directory(path: Path) -> None:
+    """Move ``path`` out of the way in one rename, then delete it."""
+    if not path.exists():
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.replace(path, retired / path.name)
+    shutil.rmtree(retired, ignore_errors=True)

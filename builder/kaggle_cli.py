@@ -99,7 +99,9 @@ def credential_source() -> str | None:
 def require_credentials() -> str:
     source = credential_source()
     if source is None:
-        raise BuildError(f"no Kaggle credentials found, so nothing can be pushed: {CREDENTIALS_HELP}.")
+        raise BuildError(
+            f"no Kaggle credentials found, so nothing can be pushed: {CREDENTIALS_HELP}."
+        )
     return source
 
 
@@ -135,7 +137,9 @@ def _tail(output: str, lines: int = 8) -> str:
     return " | ".join(kept[-lines:]) or "(no output)"
 
 
-def _fail(what: str, args: Sequence[str], result: CommandOutput, hint: str = "") -> KaggleCommandFailed:
+def _fail(
+    what: str, args: Sequence[str], result: CommandOutput, hint: str = ""
+) -> KaggleCommandFailed:
     return KaggleCommandFailed(
         f"{what} failed (`{format_command(args)}` exited {result.returncode}): {_tail(result.output)}"
         + (f". {hint}" if hint else "")
@@ -143,9 +147,11 @@ def _fail(what: str, args: Sequence[str], result: CommandOutput, hint: str = "")
 
 
 def _check_auth(args: Sequence[str], result: CommandOutput) -> None:
-    text = result.output.lower()
-    if "401" in text or "unauthorized" in text or "please sign in" in text:
-        raise _fail("authentication", args, result, f"Check your Kaggle credentials: {CREDENTIALS_HELP}")
+    """Turn the CLI's page of sign-up instructions into one line naming the fix."""
+    if "Authentication required" in result.output or "401 Client Error" in result.output:
+        raise KaggleCommandFailed(
+            f"Kaggle did not accept your credentials for `{format_command(args)}`: {CREDENTIALS_HELP}."
+        )
 
 
 def dataset_exists(runner: Runner, dataset_id: str) -> bool:
@@ -164,6 +170,7 @@ def dataset_status(runner: Runner, dataset_id: str) -> str:
     args = dataset_status_args(dataset_id)
     result = runner(args)
     if result.returncode != 0:
+        _check_auth(args, result)
         raise _fail("checking the assets dataset", args, result)
     return result.output.strip().splitlines()[-1].strip().lower() if result.output.strip() else ""
 
@@ -174,14 +181,16 @@ _DATASET_OK = re.compile(r"Dataset is being created|Dataset version is being cre
 def upload_dataset(runner: Runner, args: Sequence[str]) -> str:
     """Run ``datasets create``/``version``; the CLI reports some refusals with exit 0."""
     result = runner(args)
-    _check_auth(args, result)
     if result.returncode != 0 or not _DATASET_OK.search(result.output):
+        _check_auth(args, result)
         raise _fail("uploading the assets dataset", args, result)
     return result.output
 
 
 _PUSHED = re.compile(r"Kernel version (\d+) successfully pushed")
-_INVALID_SOURCES = re.compile(r"The following are not valid (\w+) sources and could not be added[^\n]*")
+_INVALID_SOURCES = re.compile(
+    r"The following are not valid (\w+) sources and could not be added[^\n]*"
+)
 
 
 def parse_kernel_version(output: str) -> int:
@@ -201,7 +210,9 @@ def parse_kernel_version(output: str) -> int:
             if refused.group(1) == "competition"
             else "wait until `kaggle datasets status` reports the dataset ready, then push again"
         )
-        raise KaggleCommandFailed(f"the notebook was pushed without its data: {refused.group(0).strip()}; {hint}.")
+        raise KaggleCommandFailed(
+            f"the notebook was pushed without its data: {refused.group(0).strip()}; {hint}."
+        )
     match = _PUSHED.search(output)
     if match is None:
         raise KaggleCommandFailed(
@@ -214,8 +225,8 @@ def parse_kernel_version(output: str) -> int:
 def push_kernel(runner: Runner, kernel_dir: Path) -> int:
     args = kernel_push_args(kernel_dir)
     result = runner(args)
-    _check_auth(args, result)
     if result.returncode != 0:
+        _check_auth(args, result)
         raise _fail("pushing the notebook", args, result)
     return parse_kernel_version(result.output)
 
@@ -229,6 +240,7 @@ def kernel_status(runner: Runner, kernel_id: str) -> str:
     result = runner(args)
     match = _STATUS.search(result.output)
     if result.returncode != 0 or match is None:
+        _check_auth(args, result)
         raise _fail("reading the notebook's status", args, result)
     return match.group(1).lower()
 
@@ -236,7 +248,7 @@ def kernel_status(runner: Runner, kernel_id: str) -> str:
 def submit_to_competition(runner: Runner, kernel_id: str, version: int, message: str) -> str:
     args = competition_submit_args(kernel_id, version, message)
     result = runner(args)
-    _check_auth(args, result)
     if result.returncode != 0:
+        _check_auth(args, result)
         raise _fail("submitting to the competition", args, result)
     return result.output

@@ -31,7 +31,9 @@ from builder.kaggle_names import (
 )
 from builder.kernel_metadata import COMPETITION, KERNEL_METADATA_FILE
 
-CREDENTIAL_FILE_NAMES = frozenset({"kaggle.json", "access_token", "access_token.txt", "credentials.json"})
+CREDENTIAL_FILE_NAMES = frozenset(
+    {"kaggle.json", "access_token", "access_token.txt", "credentials.json"}
+)
 KERNEL_REQUIRED = (
     "id",
     "title",
@@ -108,14 +110,20 @@ def validate_owner(owner: str, where: str, for_push: bool) -> list[Problem]:
             )
         ]
     if not is_valid_owner(owner):
-        return [Problem(where, f"owner {owner!r} is not a Kaggle username (letters, digits, - or _)")]
+        return [
+            Problem(where, f"owner {owner!r} is not a Kaggle username (letters, digits, - or _)")
+        ]
     return []
 
 
-def _validate_ref(value: object, field: str, where: str, slug_length: tuple[int, int], for_push: bool) -> list[Problem]:
+def _validate_ref(
+    value: object, field: str, where: str, slug_length: tuple[int, int], for_push: bool
+) -> list[Problem]:
     parts = split_ref(value)
     if parts is None:
-        return [Problem(where, f"field {field!r} is {value!r}; it must have the form '<owner>/<slug>'")]
+        return [
+            Problem(where, f"field {field!r} is {value!r}; it must have the form '<owner>/<slug>'")
+        ]
     owner, slug = parts
     problems = validate_owner(owner, f"{where} field {field!r}", for_push)
     if not is_valid_slug(slug, slug_length):
@@ -147,16 +155,32 @@ def validate_kernel_metadata(
         if key in meta and not isinstance(meta[key], bool):
             problems.append(Problem(where, f"field {key!r} is {meta[key]!r}; write true or false"))
     for key, wanted in KERNEL_REQUIRED_VALUES.items():
-        if key in meta and meta[key] != wanted and (
-            not isinstance(wanted, bool) or isinstance(meta[key], bool)
+        if (
+            key in meta
+            and meta[key] != wanted
+            and (not isinstance(wanted, bool) or isinstance(meta[key], bool))
         ):
-            problems.append(Problem(where, f"field {key!r} is {json.dumps(meta[key])}; it must be {json.dumps(wanted)}"))
+            problems.append(
+                Problem(
+                    where,
+                    f"field {key!r} is {json.dumps(meta[key])}; it must be {json.dumps(wanted)}",
+                )
+            )
     if "id" in meta:
         problems += _validate_ref(meta["id"], "id", where, KERNEL_SLUG_LENGTH, for_push)
     title = meta.get("title")
     if "title" in meta and (not isinstance(title, str) or len(title) < KERNEL_TITLE_MIN):
-        problems.append(Problem(where, f"field 'title' is {title!r}; it needs at least {KERNEL_TITLE_MIN} characters"))
-    elif isinstance(title, str) and split_ref(meta.get("id")) and slugify(title) != split_ref(meta["id"])[1]:
+        problems.append(
+            Problem(
+                where,
+                f"field 'title' is {title!r}; it needs at least {KERNEL_TITLE_MIN} characters",
+            )
+        )
+    elif (
+        isinstance(title, str)
+        and split_ref(meta.get("id"))
+        and slugify(title) != split_ref(meta["id"])[1]
+    ):
         problems.append(
             Problem(
                 where,
@@ -169,7 +193,12 @@ def validate_kernel_metadata(
     problems += _validate_sources(meta, where, expected_dataset, for_push)
     shape = meta.get("machine_shape")
     if shape is not None and not (isinstance(shape, str) and shape):
-        problems.append(Problem(where, f"field 'machine_shape' is {shape!r}; name a Kaggle machine shape such as NvidiaTeslaT4"))
+        problems.append(
+            Problem(
+                where,
+                f"field 'machine_shape' is {shape!r}; name a Kaggle machine shape such as NvidiaTeslaT4",
+            )
+        )
     return problems
 
 
@@ -177,27 +206,50 @@ def _validate_code_file(kernel_dir: Path, code_file: object, where: str) -> list
     if code_file is None:
         return []
     if not isinstance(code_file, str) or not code_file or "/" in code_file or "\\" in code_file:
-        return [Problem(where, f"field 'code_file' is {code_file!r}; name the notebook file in this folder")]
+        return [
+            Problem(
+                where, f"field 'code_file' is {code_file!r}; name the notebook file in this folder"
+            )
+        ]
     notebook = kernel_dir / code_file
     if not notebook.is_file():
-        return [Problem(where, f"field 'code_file' names {code_file!r}, which is not in {display_path(kernel_dir)}")]
+        return [
+            Problem(
+                where,
+                f"field 'code_file' names {code_file!r}, which is not in {display_path(kernel_dir)}",
+            )
+        ]
     return validate_notebook(notebook)
 
 
-def _validate_sources(meta: dict, where: str, expected_dataset: str | None, for_push: bool) -> list[Problem]:
+def _validate_sources(
+    meta: dict, where: str, expected_dataset: str | None, for_push: bool
+) -> list[Problem]:
     problems: list[Problem] = []
     competitions = meta.get("competition_sources")
-    if "competition_sources" in meta and (not isinstance(competitions, list) or COMPETITION not in competitions):
-        problems.append(Problem(where, f"field 'competition_sources' is {competitions!r}; it must list {COMPETITION!r}"))
+    if "competition_sources" in meta and (
+        not isinstance(competitions, list) or COMPETITION not in competitions
+    ):
+        problems.append(
+            Problem(
+                where,
+                f"field 'competition_sources' is {competitions!r}; it must list {COMPETITION!r}",
+            )
+        )
     datasets = meta.get("dataset_sources", [])
     if not isinstance(datasets, list):
-        problems.append(Problem(where, f"field 'dataset_sources' is {datasets!r}; it must be a list"))
+        problems.append(
+            Problem(where, f"field 'dataset_sources' is {datasets!r}; it must be a list")
+        )
         return problems
     for ref in datasets:
         problems += _validate_ref(ref, "dataset_sources", where, DATASET_SLUG_LENGTH, for_push)
     if expected_dataset is not None and expected_dataset not in datasets:
         problems.append(
-            Problem(where, f"field 'dataset_sources' lacks the assets dataset {expected_dataset!r}; the notebook could not read its assets")
+            Problem(
+                where,
+                f"field 'dataset_sources' lacks the assets dataset {expected_dataset!r}; the notebook could not read its assets",
+            )
         )
     return problems
 
@@ -242,7 +294,11 @@ def validate_assets_parameter(notebook: Path, slug: str) -> list[Problem]:
         return []  # reported by validate_notebook
     where = display_path(notebook)
     if not found:
-        return [Problem(where, "has no ASSETS_DIR in its cell tagged 'parameters'; rebuild the notebook")]
+        return [
+            Problem(
+                where, "has no ASSETS_DIR in its cell tagged 'parameters'; rebuild the notebook"
+            )
+        ]
     if value != expected:
         return [
             Problem(
@@ -269,7 +325,9 @@ def validate_assets_folder(assets_dir: Path, for_push: bool = False) -> list[Pro
         title = meta.get("title")
         low, high = DATASET_TITLE_LENGTH
         if "title" in meta and (not isinstance(title, str) or not low <= len(title) <= high):
-            problems.append(Problem(where, f"field 'title' is {title!r}; it needs {low}-{high} characters"))
+            problems.append(
+                Problem(where, f"field 'title' is {title!r}; it needs {low}-{high} characters")
+            )
         licenses = meta.get("licenses")
         if "licenses" in meta and (
             not isinstance(licenses, list)
@@ -277,12 +335,22 @@ def validate_assets_folder(assets_dir: Path, for_push: bool = False) -> list[Pro
             or not isinstance(licenses[0], dict)
             or not licenses[0].get("name")
         ):
-            problems.append(Problem(where, f"field 'licenses' is {licenses!r}; give exactly one, e.g. [{{\"name\": \"CC0-1.0\"}}]"))
+            problems.append(
+                Problem(
+                    where,
+                    f'field \'licenses\' is {licenses!r}; give exactly one, e.g. [{{"name": "CC0-1.0"}}]',
+                )
+            )
     if assets_dir.is_dir():
         entries = sorted(assets_dir.iterdir())
         for entry in entries:
             if entry.is_dir():
-                problems.append(Problem(display_path(entry), "is a sub-folder; assets are uploaded flat, so move its files up or remove it"))
+                problems.append(
+                    Problem(
+                        display_path(entry),
+                        "is a sub-folder; assets are uploaded flat, so move its files up or remove it",
+                    )
+                )
         if not any(e.is_file() and e.name != DATASET_METADATA_FILE for e in entries):
             problems.append(Problem(display_path(assets_dir), "holds no asset file to upload"))
     return problems
@@ -293,7 +361,10 @@ def validate_no_credentials(folder: Path) -> list[Problem]:
     if not folder.is_dir():
         return []
     return [
-        Problem(display_path(path), "looks like a Kaggle credential file; delete it, credentials never belong in a submission")
+        Problem(
+            display_path(path),
+            "looks like a Kaggle credential file; delete it, credentials never belong in a submission",
+        )
         for path in sorted(folder.rglob("*"))
         if path.name in CREDENTIAL_FILE_NAMES
     ]
@@ -303,14 +374,26 @@ def validate_dryrun(notebook: Path, dryrun_json: Path, blocking: bool = True) ->
     """The pushed notebook must be byte-identical to one that passed a local dry-run."""
     where = display_path(dryrun_json)
     if not dryrun_json.is_file():
-        return [Problem(where, "is missing: the notebook was never dry-run; run `make dryrun` first", blocking)]
+        return [
+            Problem(
+                where,
+                "is missing: the notebook was never dry-run; run `make dryrun` first",
+                blocking,
+            )
+        ]
     problems: list[Problem] = []
     record = read_json_object(dryrun_json, problems)
     if record is None:
         return [Problem(p.where, p.message, blocking) for p in problems]
     finished = record.get("finished_at", "an unknown time")
     if record.get("ok") is not True:
-        return [Problem(where, f"the last dry-run (finished {finished}) failed; fix the notebook and dry-run it again", blocking)]
+        return [
+            Problem(
+                where,
+                f"the last dry-run (finished {finished}) failed; fix the notebook and dry-run it again",
+                blocking,
+            )
+        ]
     if not notebook.is_file():
         return []  # reported with the kernel metadata
     if record.get("notebook_sha256") != sha256_of(notebook):
@@ -333,3 +416,31 @@ def ensure_valid(problems: list[Problem], subject: str) -> None:
         raise SubmissionInvalid(
             f"{subject} is not ready for Kaggle ({len(blocking)} problem(s)); fix these and package again:\n{lines}"
         )
+
+
+def validate_submission(
+    kernel_dir: Path,
+    assets_dir: Path | None,
+    dataset_id: str | None,
+    dryrun_json: Path,
+    for_push: bool = False,
+    require_dryrun: bool = True,
+) -> list[Problem]:
+    """Every check on a packaged submission: kernel folder, assets folder, dry-run."""
+    problems = validate_kernel_metadata(kernel_dir, dataset_id, for_push)
+    problems += validate_no_credentials(kernel_dir)
+    meta_path = kernel_dir / KERNEL_METADATA_FILE
+    try:
+        code_file = json.loads(meta_path.read_text(encoding="utf-8")).get("code_file")
+    except (OSError, ValueError, AttributeError):
+        code_file = None
+    notebook = kernel_dir / code_file if isinstance(code_file, str) and code_file else None
+    if assets_dir is not None:
+        problems += validate_assets_folder(assets_dir, for_push)
+        problems += validate_no_credentials(assets_dir)
+        parts = split_ref(dataset_id)
+        if notebook is not None and notebook.is_file() and parts is not None:
+            problems += validate_assets_parameter(notebook, parts[1])
+    if notebook is not None:
+        problems += validate_dryrun(notebook, dryrun_json, blocking=require_dryrun)
+    return problems
