@@ -1,0 +1,69 @@
+# Every target depends on `setup`, so a fresh clone needs nothing but `make <target>`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CLI := $(PY) -m cli
+STAMP := $(VENV)/.installed
+METHOD ?= finetune
+PRESET ?= cpu
+N_CHECKPOINTS ?= 2
+PUSH ?=
+SET ?=
+SET_ARGS := $(foreach s,$(SET),--set $(s))
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup notebook check-notebooks dryrun submission submit eval leaderboard test lint methods bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name unlearnkit --display-name "Python (unlearnkit)" >/dev/null
+	@if [ ! -f $(FASHION_MNIST) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+	      || echo "note: could not install dataset-fashion-mnist; Fashion-MNIST will come from torchvision's download or --data-root"; \
+	  else \
+	    echo "note: Fashion-MNIST not found at $(FASHION_MNIST); install Debian's dataset-fashion-mnist or pass --data-root"; \
+	  fi; \
+	fi
+	touch $(STAMP)
+
+methods: setup
+	$(CLI) methods
+
+notebook: setup
+	$(CLI) notebook $(METHOD) $(SET_ARGS)
+
+check-notebooks: setup
+	$(CLI) check-notebooks
+
+dryrun: setup
+	$(CLI) dryrun $(METHOD) $(SET_ARGS) --n-checkpoints $(N_CHECKPOINTS)
+
+submission: setup
+	$(CLI) submission $(METHOD) $(SET_ARGS) --n-checkpoints $(N_CHECKPOINTS)
+
+submit: setup
+	$(CLI) submit $(METHOD) $(SET_ARGS) $(if $(PUSH),--push,)
+
+eval: setup
+	$(CLI) eval $(METHOD) $(SET_ARGS) --preset $(PRESET)
+
+leaderboard: setup
+	$(CLI) leaderboard --preset $(PRESET)
+
+test: setup check-notebooks
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check .
+
+bench: setup
+	$(PY) benchmarks/bench_metric.py
+
+clean:
+	rm -rf submissions/*/ .pytest_cache

@@ -1,0 +1,338 @@
+"""The command line: one entry point, a subcommand per step of the pipeline.
+
+Heavy modules (torch training, papermill, the kaggle CLI wrapper) are imported
+inside the subcommands so that ``methods`` or ``notebook`` answer quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from builder.errors import BuildError
+from local_eval.errors import EvalError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (BuildError, EvalError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unlearnkit",
+        description="Build, dry-run, score and submit machine-unlearning methods for Kaggle.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("methods", help="list registered methods and their hyperparameters")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("notebook", help="build the competition notebook of a method")
+    _method_args(p)
+    p.set_defaults(func=cmd_notebook)
+
+    p = sub.add_parser("check-notebooks", help="build, validate and compile every registered method's notebook")
+    p.set_defaults(func=cmd_check_notebooks)
+
+    p = sub.add_parser("mock", help="write a mock competition input folder")
+    _mock_args(p)
+    p.add_argument("--out", type=Path, default=None, help="folder (default: a cache folder keyed by the options)")
+    p.add_argument("--empty", action="store_true", help="the public mock: a folder with only empty.txt")
+    p.set_defaults(func=cmd_mock)
+
+    p = sub.add_parser("dryrun", help="execute the notebook locally on a mock input and check its output")
+    _method_args(p)
+    _dryrun_args(p)
+    p.set_defaults(func=cmd_dryrun)
+
+    p = sub.add_parser(
+        "submission", help="notebook + dry-run + packaged kernel/assets folders (no network)"
+    )
+    _method_args(p)
+    _dryrun_args(p)
+    _owner_args(p)
+    p.set_defaults(func=cmd_submission)
+
+    p = sub.add_parser("submit", help="package, validate and print (or with --push run) the kaggle commands")
+    _method_args(p)
+    _owner_args(p)
+    p.add_argument("--push", action="store_true", help="create/version the assets dataset and push the kernel")
+    p.add_argument("--competition-submit", action="store_true", help="after a push, also run `kaggle competitions submit`")
+    p.add_argument("--message", default=None, help="submission message")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("eval", help="score a method with the competition's metric against retrained models")
+    _method_args(p)
+    _eval_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("leaderboard", help="score every registered method and write docs/leaderboard-<preset>.md")
+    _eval_args(p)
+    p.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def _method_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("method", help="registered method name, or path of a method file")
+    p.add_argument("--class", dest="class_name", default=None, help="class to use when the file has several")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+        help="override a hyperparameter (repeatable), e.g. --set lr=0.01",
+    )
+
+
+def _mock_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="fashion_mnist", choices=["fashion_mnist", "cifar10", "synthetic"])
+    p.add_argument("--data-root", default=None, help="folder with the dataset files (offline use)")
+    p.add_argument("--n-train", type=int, default=2000)
+    p.add_argument("--n-val", type=int, default=500)
+    p.add_argument("--mock-epochs", type=int, default=2, help="epochs to train original_model.pth")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _dryrun_args(p: argparse.ArgumentParser) -> None:
+    _mock_args(p)
+    p.add_argument("--n-checkpoints", type=int, default=2)
+    p.add_argument("--data-dir", type=Path, default=None, help="an existing competition-layout folder to use instead of the mock")
+    p.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+
+
+def _owner_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--owner", default=None, help="Kaggle username (default: KAGGLE_USERNAME or ~/.kaggle/kaggle.json)")
+    p.add_argument("--accelerator", default="gpu", help="kernel accelerator (gpu, or e.g. nvidiaTeslaT4)")
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="cpu", help="smoke, cpu or gpu")
+    p.add_argument("--n-models", type=int, default=None, help="N: unlearned runs and retrained references")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--batch-format", choices=["dict", "tuple"], default=None)
+    p.add_argument("--forget", choices=["persons", "random"], default=None, help="forget set: whole persons (~2%%) or random 10%%")
+    p.add_argument("--requests", type=int, default=None, help="serve the forget set as K sequential requests")
+    p.add_argument("--federated", type=int, default=None, metavar="K", help="simulate K federated clients")
+
+
+# --- subcommands ------------------------------------------------------------------
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from methods import all_method_handlers
+
+    for name, cls in all_method_handlers().items():
+        try:
+            params = cls().hyperparameters()
+        except Exception as exc:  # a broken __init__ should not hide the other methods
+            params = {"<error>": f"{type(exc).__name__}: {exc}"}
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "no hyperparameters"
+        assets = f"  [assets: {', '.join(cls.assets)}]" if getattr(cls, "assets", ()) else ""
+        print(f"{name:<22} {cls.__module__}.{cls.__name__}{assets}\n{'':<22} {shown}")
+    return 0
+
+
+def _build(args: argparse.Namespace, **parameters):
+    from builder.hyperparameters import parse_overrides
+    from builder.notebook import build_notebook
+    from builder.render import NotebookParameters
+
+    return build_notebook(
+        args.method,
+        overrides=parse_overrides(args.overrides),
+        class_name=args.class_name,
+        parameters=NotebookParameters(**parameters),
+    )
+
+
+def cmd_notebook(args: argparse.Namespace) -> int:
+    built = _build(args, **_kaggle_assets_parameters(args))
+    print(built.path)
+    return 0
+
+
+def _kaggle_assets_parameters(args: argparse.Namespace) -> dict:
+    """The assets folder the notebook reads on Kaggle: the attached dataset's mount point."""
+    from builder.discover import resolve_target
+
+    target = resolve_target(args.method, args.class_name)
+    if not getattr(target.cls, "assets", ()):
+        return {}
+    from builder.assets import assets_slug, kaggle_assets_dir
+
+    owner = _owner(getattr(args, "owner", None))
+    return {"assets_dir": kaggle_assets_dir(assets_slug(target.method_name, owner))}
+
+
+def _owner(explicit: str | None) -> str:
+    from builder.kernel_metadata import resolve_owner
+
+    return resolve_owner(explicit)
+
+
+def cmd_check_notebooks(args: argparse.Namespace) -> int:
+    from builder.check_notebook import notebook_problems
+    from builder.notebook import build_notebook
+    from methods import all_method_handlers
+
+    failures = 0
+    for name in all_method_handlers():
+        try:
+            built = build_notebook(name)
+        except BuildError as exc:
+            print(f"FAIL {name}: {exc}")
+            failures += 1
+            continue
+        problems = notebook_problems(built.path)
+        for problem in problems:
+            print(f"FAIL {name}: {problem}")
+        failures += bool(problems)
+        if not problems:
+            print(f"ok   {name}: {built.path}")
+    if failures:
+        print(f"{failures} notebook(s) failed the checks", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _mock_dir(args: argparse.Namespace) -> Path:
+    from local_eval.mock_input import build_mock_input
+
+    return build_mock_input(
+        dataset=args.dataset,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        seed=args.seed,
+        epochs=args.mock_epochs,
+        data_root=args.data_root,
+    )
+
+
+def cmd_mock(args: argparse.Namespace) -> int:
+    from local_eval.mock_input import build_mock_input, write_empty_mock
+
+    if args.empty:
+        if args.out is None:
+            raise EvalError("--empty needs --out FOLDER")
+        print(write_empty_mock(args.out))
+        return 0
+    print(
+        build_mock_input(
+            args.out,
+            dataset=args.dataset,
+            n_train=args.n_train,
+            n_val=args.n_val,
+            seed=args.seed,
+            epochs=args.mock_epochs,
+            data_root=args.data_root,
+        )
+    )
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, built) -> None:
+    from local_eval.dryrun import dry_run
+
+    assets_dir = _local_assets(built)
+    data_dir = args.data_dir if args.data_dir is not None else _mock_dir(args)
+    dry_run(
+        built.path,
+        data_dir=data_dir,
+        n_checkpoints=args.n_checkpoints,
+        assets_dir=assets_dir,
+        timeout=args.timeout,
+    )
+
+
+def _local_assets(built) -> Path | None:
+    """Assets as Kaggle will see them: the packaged flat folder, produced from the method."""
+    if not built.extracted.assets:
+        return None
+    from builder.assets import collect_assets
+    from builder.discover import resolve_target
+
+    target = resolve_target(str(built.extracted.source_path), built.extracted.class_name)
+    folder = built.path.parent / "assets"
+    collect_assets(target.cls, folder)
+    return folder
+
+
+def cmd_dryrun(args: argparse.Namespace) -> int:
+    built = _build(args, **_kaggle_assets_parameters(args))
+    _dry_run(args, built)
+    return 0
+
+
+def cmd_submission(args: argparse.Namespace) -> int:
+    built = _build(args, **_kaggle_assets_parameters(args))
+    print(f"notebook: {built.path}")
+    _dry_run(args, built)
+    from builder.submit import package
+
+    package(built, owner=args.owner, accelerator=args.accelerator)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    built = _build(args, **_kaggle_assets_parameters(args))
+    from builder.submit import submit
+
+    submit(
+        built,
+        owner=args.owner,
+        accelerator=args.accelerator,
+        push=args.push,
+        run_submit=args.competition_submit,
+        message=args.message,
+    )
+    return 0
+
+
+def _eval_options(args: argparse.Namespace) -> dict:
+    options = {
+        "n_models": args.n_models,
+        "data_root": args.data_root,
+        "batch_format": args.batch_format,
+        "forget_mode": args.forget,
+    }
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from builder.hyperparameters import parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    if args.requests:
+        from local_eval.requests import evaluate_requests
+
+        evaluate_requests(args.method, args.preset, args.requests, overrides=overrides, **_eval_options(args))
+        return 0
+    if args.federated:
+        from local_eval.federated import evaluate_federated
+
+        evaluate_federated(args.method, args.preset, args.federated, overrides=overrides, **_eval_options(args))
+        return 0
+    from local_eval.evaluate import evaluate_method
+
+    evaluate_method(args.method, args.preset, overrides=overrides, **_eval_options(args))
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from local_eval.leaderboard import build_leaderboard
+
+    path = build_leaderboard(args.preset, **_eval_options(args))
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
