@@ -6,12 +6,30 @@ sets ``name``, then import it and list it in ``_METHODS`` below.
 
 from __future__ import annotations
 
+from methods.amnesiacs import Amnesiacs
 from methods.base import BaseMethod
+from methods.fanchuan import Fanchuan
 from methods.finetune import Finetune, MyMethod
+from methods.forget import Forget
+from methods.kookmin import Kookmin
+from methods.salun import SalUn
+from methods.scrub import Scrub
+from methods.sebastian import Sebastian
+from methods.seif import Seif
+from methods.sun import Sun
 
 _METHODS: tuple[type[BaseMethod], ...] = (
     Finetune,
     MyMethod,
+    Fanchuan,
+    Kookmin,
+    Seif,
+    Sebastian,
+    Amnesiacs,
+    Sun,
+    Forget,
+    SalUn,
+    Scrub,
 )
 
 
