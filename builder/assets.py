@@ -4,19 +4,21 @@ Competition notebooks run without internet, so anything a method needs beyond
 its code (a saved teacher, a mask, a table) travels as a private Kaggle dataset
 attached to the notebook and mounted read-only at ``/kaggle/input/<slug>/``.
 
-A method declares its files in one of two ways, or both:
+A method lists its files in ``assets: tuple[str, ...]``, so every tool can tell
+from the class alone that it has some. They come from one of two places:
 
-* ``assets: tuple[str, ...]`` -- existing files, as paths relative to the file
-  that defines the attribute (or absolute);
-* ``build_assets(dest_dir: str) -> None``, a ``staticmethod`` on the class, that
-  writes its files into ``dest_dir`` (flat, no sub-folders). Use it for files
-  that are generated (e.g. a seeded network saved with ``torch.save``) rather
-  than committed. Being part of the class, it may use only torch and the
-  standard library, like the rest of ``methods/``.
+* committed files: each entry is a path relative to the file that defines the
+  attribute (or absolute);
+* a producer: when the class also has ``build_assets(dest_dir: str) -> None``
+  (a ``staticmethod``), each entry is the bare name of a file that the function
+  writes into ``dest_dir``. Use it for generated files (e.g. a seeded network
+  saved with ``torch.save``) instead of committing binaries. Being part of the
+  class, it may use only torch and the standard library, like all of
+  ``methods/``; the notebook never calls it.
 
-Either way the files end up side by side in one folder: ``collect_assets``
-gathers them for packaging (``submissions/<method>/assets/``) and for local
-evaluation, which points ``UNLEARNKIT_ASSETS_DIR`` at the same kind of folder.
+Either way the files end up side by side in one flat folder: ``collect_assets``
+fills it for packaging (``submissions/<method>/assets/``), for the dry-run and
+for local evaluation, which point ``UNLEARNKIT_ASSETS_DIR`` at it.
 """
 
 from __future__ import annotations
@@ -52,8 +54,18 @@ def kaggle_assets_dir(slug: str) -> str:
     return f"{KAGGLE_INPUT_ROOT}/{slug}"
 
 
+def declared_assets(method_cls: type) -> tuple[str, ...]:
+    declared = getattr(method_cls, "assets", ()) or ()
+    if isinstance(declared, (str, Path)):
+        raise BuildError(
+            f"{_owner_of(method_cls)}.assets is a single string; declare a tuple, "
+            f"e.g. assets = ({str(declared)!r},)."
+        )
+    return tuple(str(entry) for entry in declared)
+
+
 def has_assets(method_cls: type) -> bool:
-    return bool(_declared_paths(method_cls)) or _builder_of(method_cls) is not None
+    return bool(declared_assets(method_cls)) or _builder_of(method_cls) is not None
 
 
 def collect_assets(method_cls: type, dest_dir: Path | str) -> list[Path]:
@@ -61,24 +73,54 @@ def collect_assets(method_cls: type, dest_dir: Path | str) -> list[Path]:
 
     Returns the files written, sorted by name. Raises ``BuildError`` naming the
     class and attribute when a declared file is missing, two assets share a name,
-    or ``build_assets`` writes a sub-folder.
+    or ``build_assets`` does not write exactly the files ``assets`` names.
     """
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
+    build = _builder_of(method_cls)
+    if build is not None:
+        return _produce(method_cls, build, dest)
     written: dict[str, str] = {}
     for source in _declared_paths(method_cls):
         _claim(written, source.name, f"{_owner_of(method_cls)}.assets entry {str(source)!r}")
         shutil.copyfile(source, dest / source.name)
-    build = _builder_of(method_cls)
-    if build is not None:
-        scratch = Path(tempfile.mkdtemp(prefix="unlearnkit-assets-"))
-        try:
-            for produced in _run_builder(method_cls, build, scratch):
-                _claim(written, produced.name, f"{method_cls.__name__}.build_assets()")
-                shutil.move(str(produced), dest / produced.name)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
     return sorted(dest / name for name in written)
+
+
+def _produce(method_cls: type, build, dest: Path) -> list[Path]:
+    where = f"{method_cls.__name__}.build_assets()"
+    names = declared_assets(method_cls)
+    if not names:
+        raise BuildError(
+            f"{method_cls.__name__} defines build_assets() but its `assets` is empty; list the "
+            "file names build_assets writes, e.g. assets = ('teacher.pt',)."
+        )
+    written: dict[str, str] = {}
+    for name in names:
+        if Path(name).name != name:
+            raise BuildError(
+                f"{_owner_of(method_cls)}.assets entry {name!r} is a path, but with build_assets() "
+                "the entries are the bare names of the files it writes."
+            )
+        _claim(written, name, f"{_owner_of(method_cls)}.assets entry {name!r}")
+    scratch = Path(tempfile.mkdtemp(prefix="unlearnkit-assets-"))
+    try:
+        produced = {p.name: p for p in _run_builder(method_cls, build, scratch)}
+        missing = sorted(set(names) - set(produced))
+        extra = sorted(set(produced) - set(names))
+        if missing or extra:
+            raise BuildError(
+                f"{where} wrote {sorted(produced)} but {_owner_of(method_cls)}.assets lists "
+                f"{sorted(names)}; make them agree"
+                + (f" (missing: {', '.join(missing)})" if missing else "")
+                + (f" (not listed: {', '.join(extra)})" if extra else "")
+                + "."
+            )
+        for name in names:
+            shutil.move(str(produced[name]), dest / name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return sorted(dest / name for name in names)
 
 
 def _claim(written: dict[str, str], name: str, origin: str) -> None:
@@ -103,12 +145,7 @@ def _owner_of(method_cls: type) -> str:
 
 
 def _declared_paths(method_cls: type) -> list[Path]:
-    declared = getattr(method_cls, "assets", ()) or ()
-    if isinstance(declared, (str, Path)):
-        raise BuildError(
-            f"{_owner_of(method_cls)}.assets is a single string; declare a tuple of paths, "
-            f"e.g. assets = ({str(declared)!r},)."
-        )
+    declared = declared_assets(method_cls)
     defining = next((k for k in method_cls.__mro__ if "assets" in vars(k)), method_cls)
     base_dir = Path(inspect.getsourcefile(defining) or ".").resolve().parent
     paths = []
@@ -145,9 +182,5 @@ def _run_builder(method_cls: type, build, scratch: Path) -> list[Path]:
         raise BuildError(
             f"{method_cls.__name__}.build_assets() wrote the folder(s) {', '.join(folders)}; "
             "Kaggle datasets for notebooks are flat here, so write files directly into dest_dir."
-        )
-    if not entries:
-        raise BuildError(
-            f"{method_cls.__name__}.build_assets() wrote no file into the folder it was given."
         )
     return entries

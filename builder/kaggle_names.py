@@ -77,7 +77,7 @@ def username_from_kaggle_json() -> str | None:
     return None
 
 
-def resolve_owner(explicit: str | None = None) -> tuple[str, str]:
+def find_owner(explicit: str | None = None) -> tuple[str, str]:
     """``(owner, where it came from)``: the option, ``KAGGLE_USERNAME``, ``kaggle.json``.
 
     Falls back to ``PLACEHOLDER_OWNER`` so that an offline build still produces a

@@ -10,7 +10,7 @@ warns of "surprising behavior" when they do).
 from __future__ import annotations
 
 from builder.errors import BuildError
-from builder.kaggle_names import KERNEL_SLUG_LENGTH, slugify, truncate_slug
+from builder.kaggle_names import KERNEL_SLUG_LENGTH, find_owner, slugify, truncate_slug
 
 COMPETITION = "neurips-2023-machine-unlearning"
 KERNEL_METADATA_FILE = "kernel-metadata.json"
@@ -22,6 +22,11 @@ ACCELERATORS = {
     "t4": "NvidiaTeslaT4",
     "p100": "NvidiaTeslaP100",
 }
+
+
+def resolve_owner(explicit: str | None = None) -> str:
+    """The account written into ids: ``--owner``, ``KAGGLE_USERNAME``, ``kaggle.json`` or a placeholder."""
+    return find_owner(explicit)[0]
 
 
 def kernel_title(method_name: str) -> str:

@@ -21,7 +21,7 @@ from builder.atomic_files import (
 )
 from builder.dataset_metadata import assets_dataset_id, dataset_metadata
 from builder.errors import BuildError
-from builder.kaggle_names import resolve_owner
+from builder.kaggle_names import find_owner
 from builder.kernel_metadata import KERNEL_METADATA_FILE, kernel_metadata, kernel_slug
 from builder.validate_submission import Problem, ensure_valid, validate_submission
 
@@ -116,7 +116,7 @@ def package(
     ``require_dryrun=False`` reports a missing or stale dry-run as a warning only
     (for packaging before the dry-run); a push always requires it.
     """
-    resolved_owner, owner_source = resolve_owner(owner)
+    resolved_owner, owner_source = find_owner(owner)
     assets_dir = package_assets(method_name, method_cls, resolved_owner, out_root)
     dataset_id = assets_dataset_id(resolved_owner, method_name) if assets_dir else None
     kernel_dir = package_kernel(

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder import kaggle_cli
+from builder import package as packaging
 from builder.kaggle_cli import KaggleCommandFailed, Runner, format_command
-from builder.package import SUBMISSIONS_ROOT, PackageResult, package
+from builder.package import SUBMISSIONS_ROOT, PackageResult
 from builder.validate_submission import display_path
 
 VERSION_PLACEHOLDER = "<N>"
@@ -47,35 +48,90 @@ class Waits:
     sleep: Callable[[float], None] = time.sleep
 
 
-def submit(
-    method_name: str,
+@dataclass(frozen=True)
+class _Target:
+    method_name: str
+    notebook_path: Path
+    method_cls: type
+    out_root: Path
+
+
+def _target(target, notebook_path, method_cls, out_root) -> _Target:
+    """Accept a method name with its notebook and class, or the notebook builder's result."""
+    if isinstance(target, str):
+        if notebook_path is None or method_cls is None:
+            raise TypeError("a method name needs notebook_path= and method_cls=")
+        return _Target(target, Path(notebook_path), method_cls, Path(out_root or SUBMISSIONS_ROOT))
+    from builder.discover import resolve_target  # a BuiltNotebook from builder.notebook
+
+    extracted = target.extracted
+    cls = method_cls or resolve_target(str(extracted.source_path), extracted.class_name).cls
+    path = Path(target.path)
+    return _Target(extracted.method_name, path, cls, Path(out_root or path.parent.parent))
+
+
+def package(
+    target,
     *,
-    notebook_path: Path,
-    method_cls: type,
+    notebook_path: Path | None = None,
+    method_cls: type | None = None,
+    owner: str | None = None,
+    accelerator: str = "gpu",
+    out_root: Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> PackageResult:
+    """``make submission``'s last step: package and validate offline, and say what is ready."""
+    t = _target(target, notebook_path, method_cls, out_root)
+    result = packaging.package(
+        t.method_name,
+        notebook_path=t.notebook_path,
+        method_cls=t.method_cls,
+        owner=owner,
+        accelerator=accelerator,
+        out_root=t.out_root,
+    )
+    for warning in result.warnings:
+        echo(str(warning))
+    echo(f"kernel folder: {display_path(result.kernel_dir)} (id {result.kernel_id})")
+    if result.assets_dir is not None:
+        echo(f"assets folder: {display_path(result.assets_dir)} (dataset {result.dataset_id})")
+    echo(f"validated; push with `make submit METHOD={t.method_name} PUSH=1`")
+    return result
+
+
+def submit(
+    target,
+    *,
+    notebook_path: Path | None = None,
+    method_cls: type | None = None,
     owner: str | None = None,
     push: bool = False,
     run_submit: bool = False,
     message: str | None = None,
     accelerator: str = "gpu",
-    out_root: Path = SUBMISSIONS_ROOT,
+    out_root: Path | None = None,
     runner: Runner | None = None,
     echo: Callable[[str], None] = print,
     waits: Waits | None = None,
 ) -> SubmitResult:
     """Package and validate, then print (or with ``push`` run) the kaggle commands.
 
-    Raises ``BuildError`` subclasses for anything the user must fix: invalid
-    folders, missing credentials, a refused upload or push.
+    ``target`` is a method name (with ``notebook_path`` and ``method_cls``) or
+    the notebook builder's ``BuiltNotebook``. Raises ``BuildError`` subclasses
+    for anything the user must fix: invalid folders, missing credentials, a
+    refused upload or push.
     """
+    t = _target(target, notebook_path, method_cls, out_root)
+    method_name = t.method_name
     if push or run_submit:
         kaggle_cli.require_credentials()
-    result = package(
+    result = packaging.package(
         method_name,
-        notebook_path=Path(notebook_path),
-        method_cls=method_cls,
+        notebook_path=t.notebook_path,
+        method_cls=t.method_cls,
         owner=owner,
         accelerator=accelerator,
-        out_root=out_root,
+        out_root=t.out_root,
         for_push=push or run_submit,
     )
     for warning in result.warnings:

@@ -31,6 +31,7 @@ class BadTeacher(BaseMethod):
 
     name = "bad_teacher"
     teacher_file = "bad_teacher_incompetent.pt"
+    assets = (teacher_file,)  # written by build_assets, not committed
     teacher_classes = 10
     teacher_seed = 20231
 
