@@ -1,0 +1,520 @@
+"""Execute a competition notebook on a mock Kaggle input and check what Kaggle would get.
+
+A notebook that fails on Kaggle costs a submission slot and hours of queue, so the
+dry-run runs it the way Kaggle does (papermill, fresh kernel, the notebook's own
+working directory) and then applies the checks the scorer applies: a
+``submission.zip`` with exactly the requested checkpoints, each loadable with
+``weights_only=True`` into ``resnet18(num_classes=10)`` and each actually changed
+by ``unlearning()``. Its record, ``dryrun.json``, ties the verdict to the exact
+notebook and unlearning source by hash, so packaging can refuse stale notebooks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+import torch
+from nbformat import NotebookNode
+
+from local_eval.errors import EvalError
+from local_eval.html_export import export_html
+from local_eval.kernel import check_kernel_exists, ensure_kernel
+from local_eval.notebook_failure import describe_failure
+
+KAGGLE_CALLS = 512  # checkpoints the competition's scorer asks for
+NUM_CLASSES = 10
+ORIGINAL_MODEL = "original_model.pth"
+EMPTY_MARKER = "empty.txt"
+REPORT_NAME = "dryrun.json"
+TIMING = re.compile(
+    r"UNLEARNKIT_TIMING seconds_per_call=(?P<seconds>\S+) device=(?P<device>\S+) calls=(?P<calls>\d+)"
+)
+
+
+class DryRunFailed(EvalError):
+    """The notebook failed or its submission would not be accepted; the message says why and where."""
+
+    def __init__(
+        self, message: str, *, executed_notebook: Path | None = None, report: Path | None = None
+    ) -> None:
+        super().__init__(message)
+        self.executed_notebook = executed_notebook
+        self.report = report
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What the driver cell measured around each ``unlearning()`` call."""
+
+    seconds_per_call: float
+    device: str
+    calls: int
+
+    def projected_seconds(self, calls: int = KAGGLE_CALLS) -> float:
+        return self.seconds_per_call * calls
+
+    def summary(self, calls: int = KAGGLE_CALLS) -> str:
+        return (
+            f"unlearning(): {_seconds(self.seconds_per_call)} s per call on {self.device} "
+            f"(mean of {self.calls} call{'s' if self.calls != 1 else ''}); "
+            f"{calls} calls would take {format_duration(self.projected_seconds(calls))} on {self.device}."
+        )
+
+
+@dataclass(frozen=True)
+class DryRunResult:
+    ok: bool
+    notebook: Path
+    executed_notebook: Path
+    html: Path
+    report: Path
+    n_checkpoints: int
+    empty_input: bool
+    timing: Timing | None
+    checkpoints: tuple[str, ...]  # names inside submission.zip, as Kaggle would see them
+
+
+@dataclass(frozen=True)
+class SubmissionCheck:
+    entries: tuple[str, ...]
+    problems: tuple[str, ...]  # sentences saying why Kaggle would reject the zip; empty when fine
+
+
+def dry_run(
+    notebook_path: Path,
+    *,
+    data_dir: Path,
+    n_checkpoints: int = 2,
+    assets_dir: Path | None = None,
+    out_dir: Path | None = None,
+    timeout: int | None = None,
+    kernel_name: str | None = None,
+) -> DryRunResult:
+    """Execute ``notebook_path`` with papermill on ``data_dir`` and check its ``submission.zip``.
+
+    Writes ``<method>.executed.ipynb``, ``<method>.executed.html`` and ``dryrun.json``
+    into ``out_dir`` (default: the notebook's folder), also when the run fails, and
+    raises ``DryRunFailed`` with a one-paragraph report on any failure. ``timeout``
+    bounds each cell in seconds (default: none).
+    """
+    notebook_path, data_dir = Path(notebook_path), Path(data_dir)
+    notebook, empty_input = _check_inputs(notebook_path, data_dir, n_checkpoints, assets_dir)
+    out = Path(out_dir) if out_dir is not None else notebook_path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    method = notebook_path.name.removesuffix(".ipynb")
+    executed_path = out / f"{method}.executed.ipynb"
+    html_path = out / f"{method}.executed.html"
+    report_path = out / REPORT_NAME
+    record = {
+        "notebook_sha256": hashlib.sha256(notebook_path.read_bytes()).hexdigest(),
+        "source_sha256": unlearning_source_sha256(notebook),
+        "ok": False,
+        "n_checkpoints": n_checkpoints,
+        "seconds_per_call": None,
+        "device": None,
+        "finished_at": None,
+        "data_dir": str(data_dir.resolve()),
+        "error": None,
+    }
+    kernel = ensure_kernel() if kernel_name is None else check_kernel_exists(kernel_name)
+    parameters: dict[str, object] = {
+        "DATA_DIR": str(data_dir.resolve()),
+        "N_CHECKPOINTS": n_checkpoints,
+        "REQUIRE_GPU": False,
+    }
+    if assets_dir is not None:
+        parameters["ASSETS_DIR"] = str(Path(assets_dir).resolve())
+
+    with tempfile.TemporaryDirectory(prefix="unlearnkit-dryrun-") as tmp:
+        run_dir, work_dir = Path(tmp) / "run", Path(tmp) / "work"
+        run_dir.mkdir()
+        work_dir.mkdir()
+        raw_output = Path(tmp) / f"{method}.executed.ipynb"
+        error = _execute(
+            notebook_path,
+            raw_output,
+            {**parameters, "WORK_DIR": str(work_dir)},
+            kernel=kernel,
+            cwd=run_dir,
+            timeout=timeout,
+        )
+        executed = _publish_executed(raw_output, executed_path)
+        html = _export_html_quietly(executed, html_path) if executed is not None else None
+        if error is not None:
+            message = describe_failure(
+                error,
+                executed,
+                notebook_path=notebook_path,
+                executed_path=executed_path if executed is not None else None,
+                html_path=html,
+                timeout=timeout,
+            )
+            _fail(message, record, report_path, executed_path)
+        timing = parse_timing(executed) if executed is not None else None
+        if timing is not None:
+            record.update(seconds_per_call=timing.seconds_per_call, device=timing.device)
+        submission = check_submission(
+            run_dir / "submission.zip",
+            n_checkpoints=n_checkpoints,
+            original_model=None if empty_input else data_dir / ORIGINAL_MODEL,
+        )
+    if submission.problems:
+        message = (
+            f"Dry-run of {notebook_path} ran to the end, but Kaggle would reject its submission.zip: "
+            + " ".join(submission.problems)
+            + f" The executed notebook is at {executed_path}."
+        )
+        _fail(message, record, report_path, executed_path)
+    if html is None:
+        html = export_html(executed, html_path)  # the notebook ran fine: its HTML must exist
+    record.update(ok=True, finished_at=_now())
+    _write_json_atomically(report_path, record)
+    _print_summary(notebook_path, n_checkpoints, empty_input, timing)
+    return DryRunResult(
+        ok=True,
+        notebook=notebook_path,
+        executed_notebook=executed_path,
+        html=html,
+        report=report_path,
+        n_checkpoints=n_checkpoints,
+        empty_input=empty_input,
+        timing=timing,
+        checkpoints=submission.entries,
+    )
+
+
+def unlearning_source_sha256(notebook: NotebookNode) -> str | None:
+    """Hash of the cell tagged ``unlearning``: what changes when the method changes."""
+    for cell in notebook.cells:
+        if "unlearning" in cell.get("metadata", {}).get("tags", []):
+            return hashlib.sha256(cell.source.encode("utf-8")).hexdigest()
+    return None
+
+
+def parse_timing(executed: NotebookNode) -> Timing | None:
+    """The last ``UNLEARNKIT_TIMING`` line the notebook printed, if any."""
+    found = None
+    for cell in executed.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stdout":
+                for match in TIMING.finditer(output.get("text", "")):
+                    found = match
+    if found is None:
+        return None
+    try:
+        seconds = float(found.group("seconds"))
+    except ValueError:
+        return None
+    return Timing(seconds, found.group("device"), int(found.group("calls")))
+
+
+def check_submission(
+    zip_path: Path, *, n_checkpoints: int, original_model: Path | None
+) -> SubmissionCheck:
+    """Check ``zip_path`` the way Kaggle's scorer reads it.
+
+    ``original_model=None`` means the input had ``empty.txt``: then the zip must be empty.
+    """
+    if not zip_path.exists():
+        return SubmissionCheck(
+            (), ("The notebook wrote no submission.zip in its working directory.",)
+        )
+    if original_model is None:
+        return _check_empty_zip(zip_path)
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile:
+        return SubmissionCheck(
+            (), (f"submission.zip ({zip_path.stat().st_size} bytes) is not a zip archive.",)
+        )
+    with archive:
+        entries = [info for info in archive.infolist() if not info.is_dir()]
+        problems = []
+        if len(entries) != n_checkpoints:
+            problems.append(
+                f"submission.zip holds {len(entries)} file{'s' if len(entries) != 1 else ''}"
+                f"{_list_names(entries)}, expected exactly {n_checkpoints} checkpoints "
+                f"(N_CHECKPOINTS={n_checkpoints})."
+            )
+        original = _load_original(original_model)
+        model = _reference_model()
+        identical = []
+        for info in entries:
+            problem, state = _load_checkpoint(archive, info, model)
+            if problem:
+                problems.append(problem)
+            elif _same_weights(state, original):
+                identical.append(info.filename)
+    if identical:
+        problems.append(
+            f"{len(identical)} of {len(entries)} checkpoints ({', '.join(identical[:3])}"
+            f"{', ...' if len(identical) > 3 else ''}) are identical to {ORIGINAL_MODEL}: "
+            "unlearning() left the weights unchanged (run() must modify net in place, not rebind it)."
+        )
+    return SubmissionCheck(tuple(info.filename for info in entries), tuple(problems))
+
+
+def _seconds(value: float) -> str:
+    """Two decimals, or two significant digits for the sub-0.1 s calls of toy notebooks."""
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def _check_inputs(
+    notebook_path: Path, data_dir: Path, n_checkpoints: int, assets_dir: Path | None
+) -> tuple[NotebookNode, bool]:
+    """Catch the mistakes that would otherwise surface as an obscure error deep in a cell."""
+    if not notebook_path.is_file():
+        raise EvalError(
+            f"Notebook {notebook_path} does not exist; build it first (`make notebook METHOD=<name>`)."
+        )
+    try:
+        notebook = nbformat.read(notebook_path, as_version=4)
+    except Exception as error:  # nbformat raises JSON, validation and version errors
+        raise EvalError(
+            f"Notebook {notebook_path} cannot be read as a Jupyter notebook ({type(error).__name__}: "
+            f"{error}); rebuild it (`make notebook METHOD=<name>`)."
+        ) from error
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in notebook.cells):
+        raise EvalError(
+            f"Notebook {notebook_path} has no cell tagged 'parameters', so papermill cannot point it "
+            "at the mock input (it would read /kaggle/input); rebuild it from the project's template."
+        )
+    if isinstance(n_checkpoints, bool) or not isinstance(n_checkpoints, int) or n_checkpoints < 1:
+        raise EvalError(
+            f"n_checkpoints must be a positive whole number, got {n_checkpoints!r}; "
+            "2 is enough to check the notebook (Kaggle asks for 512)."
+        )
+    if not data_dir.is_dir():
+        raise EvalError(
+            f"Mock input folder {data_dir} does not exist; build it with "
+            "`local_eval.mock_input.build_mock_input()` (or `make mock`) and pass its path."
+        )
+    empty_input = (data_dir / EMPTY_MARKER).exists()
+    if not empty_input and not (data_dir / ORIGINAL_MODEL).is_file():
+        raise EvalError(
+            f"Mock input folder {data_dir} has neither {ORIGINAL_MODEL} nor {EMPTY_MARKER}; it is not a "
+            "competition input. Rebuild it with `local_eval.mock_input.build_mock_input()`."
+        )
+    if assets_dir is not None and not Path(assets_dir).is_dir():
+        raise EvalError(
+            f"Assets folder {assets_dir} does not exist; pass the folder holding the method's `assets` files."
+        )
+    return notebook, empty_input
+
+
+def _execute(
+    notebook_path: Path,
+    output_path: Path,
+    parameters: dict[str, object],
+    *,
+    kernel: str,
+    cwd: Path,
+    timeout: int | None,
+) -> BaseException | None:
+    """Run the notebook; return the failure instead of raising, so artefacts get saved first."""
+    import papermill
+
+    try:
+        papermill.execute_notebook(
+            str(notebook_path),
+            str(output_path),
+            parameters=parameters,
+            kernel_name=kernel,
+            progress_bar=True,
+            cwd=str(cwd),
+            execution_timeout=timeout,
+        )
+    except Exception as error:  # papermill, nbclient and jupyter_client each raise their own
+        return error
+    return None
+
+
+def _publish_executed(raw_output: Path, executed_path: Path) -> NotebookNode | None:
+    """Move papermill's output next to the built notebook, pointing its metadata at its new home."""
+    if not raw_output.exists():
+        return None
+    try:
+        executed = nbformat.read(raw_output, as_version=4)
+    except Exception:  # a kernel that died mid-save can leave a truncated file
+        return None
+    executed.metadata.setdefault("papermill", {})["output_path"] = str(executed_path)
+    _write_text_atomically(executed_path, nbformat.writes(executed))
+    return executed
+
+
+def _export_html_quietly(executed: NotebookNode, html_path: Path) -> Path | None:
+    """HTML is a convenience: when it fails, the run's own verdict must still be reported."""
+    try:
+        return export_html(executed, html_path)
+    except EvalError:
+        return None
+
+
+def _fail(message: str, record: dict, report_path: Path, executed_path: Path) -> None:
+    record.update(ok=False, finished_at=_now(), error=message)
+    _write_json_atomically(report_path, record)
+    raise DryRunFailed(
+        message,
+        executed_notebook=executed_path if executed_path.exists() else None,
+        report=report_path,
+    )
+
+
+def _check_empty_zip(zip_path: Path) -> SubmissionCheck:
+    """With ``empty.txt`` the starter kit ``touch``es submission.zip; an empty archive is also fine."""
+    if zip_path.stat().st_size == 0:
+        return SubmissionCheck((), ())
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            names = tuple(archive.namelist())
+    except zipfile.BadZipFile:
+        return SubmissionCheck(
+            (),
+            (f"submission.zip should be empty with {EMPTY_MARKER} present, but it is not a zip.",),
+        )
+    if names:
+        return SubmissionCheck(
+            names,
+            (
+                f"submission.zip should be empty when the input has {EMPTY_MARKER}, but it holds "
+                f"{len(names)} file{'s' if len(names) != 1 else ''} ({', '.join(names[:3])}"
+                f"{', ...' if len(names) > 3 else ''}).",
+            ),
+        )
+    return SubmissionCheck((), ())
+
+
+def _load_original(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # the mock is broken, not the notebook
+        raise EvalError(
+            f"The mock input's {path} does not load with torch.load(weights_only=True) "
+            f"({type(error).__name__}: {_first_line(str(error))}); rebuild the mock input."
+        ) from error
+
+
+def _reference_model() -> torch.nn.Module:
+    from torchvision.models import resnet18
+
+    return resnet18(weights=None, num_classes=NUM_CLASSES)
+
+
+def _load_checkpoint(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, model: torch.nn.Module
+) -> tuple[str | None, dict | None]:
+    """Load one entry as Kaggle's scorer does; a problem sentence, or the state dict."""
+    try:
+        state = torch.load(io.BytesIO(archive.read(info)), map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and torch errors all mean "Kaggle cannot load it"
+        return (
+            f"{info.filename} does not load with torch.load(weights_only=True): "
+            f"{type(error).__name__}: {_first_line(str(error))}.",
+            None,
+        )
+    if not isinstance(state, dict):
+        return f"{info.filename} holds a {type(state).__name__}, not a state_dict.", None
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [
+        k
+        for k in expected
+        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong_shape:
+        details = [
+            f"{label} {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("wrong shape for", wrong_shape),
+            )
+            if keys
+        ]
+        return (
+            f"{info.filename} does not fit resnet18(num_classes={NUM_CLASSES}) with strict=True "
+            f"({'; '.join(details)}).",
+            None,
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except Exception as error:
+        return (
+            f"{info.filename} does not load into resnet18(num_classes={NUM_CLASSES}): "
+            f"{_first_line(str(error))}.",
+            None,
+        )
+    return None, state
+
+
+def _same_weights(state: dict, original: dict) -> bool:
+    return state.keys() == original.keys() and all(
+        torch.equal(state[k], original[k]) for k in original
+    )
+
+
+def _list_names(entries: list[zipfile.ZipInfo]) -> str:
+    if not entries:
+        return ""
+    names = [info.filename for info in entries[:4]]
+    return f" ({', '.join(names)}{', ...' if len(entries) > 4 else ''})"
+
+
+def _print_summary(
+    notebook_path: Path, n_checkpoints: int, empty_input: bool, timing: Timing | None
+) -> None:
+    if empty_input:
+        print(f"Dry-run OK: {notebook_path} wrote an empty submission.zip for the empty.txt input.")
+        return
+    print(f"Dry-run OK: {notebook_path} wrote {n_checkpoints} valid, changed checkpoints.")
+    if timing is None:
+        print("No UNLEARNKIT_TIMING line in the notebook's output: timing unknown.")
+    else:
+        print(timing.summary())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _write_json_atomically(path: Path, data: dict) -> None:
+    _write_text_atomically(path, json.dumps(data, indent=2) + "\n")
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
