@@ -11,6 +11,7 @@ the run to complete before ``kaggle competitions submit``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,12 +156,13 @@ def submit(
             echo(f"  {line}")
         return SubmitResult(result, tuple(commands))
 
-    run = runner or kaggle_cli.run_kaggle
+    quiet_run = runner or kaggle_cli.run_kaggle
+    run = _echoing(quiet_run, echo)
     waits = waits or Waits()
     commands: list[str] = []
     action = None
     if assets_dir is not None and result.dataset_id is not None:
-        exists = kaggle_cli.dataset_exists(run, result.dataset_id)
+        exists = kaggle_cli.dataset_exists(quiet_run, result.dataset_id)
         commands.append(show(kaggle_cli.dataset_status_args(result.dataset_id)))
         upload = (
             kaggle_cli.dataset_version_args(assets_dir, f"{message}: assets update")
@@ -171,7 +173,7 @@ def submit(
         echo(f"$ {show(upload)}")
         kaggle_cli.upload_dataset(run, upload)
         commands.append(show(upload))
-        _wait_for_dataset(run, result.dataset_id, waits, echo)
+        _wait_for_dataset(quiet_run, result.dataset_id, waits, echo)
     echo(f"$ {show(push_args)}")
     version = kaggle_cli.push_kernel(run, kernel_dir)
     commands.append(show(push_args))
@@ -182,11 +184,27 @@ def submit(
         echo("When that version has finished running on Kaggle, submit it with:")
         echo(f"  {submit_line}")
         return SubmitResult(result, tuple(commands), True, action, version, submit_line)
-    _wait_for_kernel(run, result.kernel_id, waits, echo)
+    _wait_for_kernel(quiet_run, result.kernel_id, waits, echo)
     echo(f"$ {submit_line}")
-    echo(kaggle_cli.submit_to_competition(run, result.kernel_id, version, message).strip())
+    kaggle_cli.submit_to_competition(run, result.kernel_id, version, message)
     commands.append(submit_line)
     return SubmitResult(result, tuple(commands), True, action, version, submit_line, True)
+
+
+_PROGRESS = re.compile(r"\d+%\|")
+
+
+def _echoing(runner: Runner, echo: Callable[[str], None]) -> Runner:
+    """Show what the CLI said (minus progress bars): its URLs and warnings matter to the user."""
+
+    def run(args):
+        output = runner(args)
+        for line in output.output.replace("\r", "\n").splitlines():
+            if line.strip() and not _PROGRESS.search(line):
+                echo(f"  {line.rstrip()}")
+        return output
+
+    return run
 
 
 def _plan(result: PackageResult, assets_dir, push_args, message, show) -> list[str]:
