@@ -10,6 +10,7 @@ reaches is emitted, so the notebook carries no dead code and no project import.
 from __future__ import annotations
 
 import ast
+import re
 import builtins
 import inspect
 from collections.abc import Mapping
@@ -432,7 +433,7 @@ def _assemble(state: _State, run_fn: FlatFunction, reserved: Mapping[str, tuple 
     for key, flat in state.functions.items():
         if flat is run_fn:
             continue
-        allocator.new(key, [key[2], f"{flat.owner.__name__.lower()}_{key[2]}"])
+        allocator.new(key, [key[2], f"{_snake(flat.owner.__name__)}_{key[2].lstrip('_')}"])
     order = list(vars(state.instance))
     state.hyper = dict(
         sorted(state.hyper.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
@@ -483,6 +484,10 @@ def _assemble(state: _State, run_fn: FlatFunction, reserved: Mapping[str, tuple 
         inlined_modules=tuple(state.module_order),
         assets=tuple(getattr(state.target.cls, "assets", ()) or ()),
     )
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _module_rank(state: _State, module_name: str, method_module: str) -> int:

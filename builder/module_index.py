@@ -18,6 +18,7 @@ import libcst as cst
 from libcst.metadata import (
     Access,
     BuiltinScope,
+    ClassScope,
     ExpressionContextProvider,
     GlobalScope,
     MetadataWrapper,
@@ -100,7 +101,8 @@ class ParsedModule:
         """All variable names assigned or read anywhere: new names must avoid them."""
         names: set[str] = set()
         for scope in {s for s in self.scopes.values() if s is not None}:
-            names.update(a.name.split(".")[0] for a in scope.assignments)
+            if not isinstance(scope, ClassScope):  # class attributes are not variables
+                names.update(a.name.split(".")[0] for a in scope.assignments)
             names.update(a.node.value for a in scope.accesses if isinstance(a.node, cst.Name))
         return frozenset(names)
 
@@ -198,6 +200,13 @@ def parse_source(path: Path) -> cst.Module:
         source = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BuildError(f"{path}: cannot read the method file ({exc.strerror})") from None
+    try:
+        compile(source, str(path), "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise BuildError(
+            f"{path}:{exc.lineno}:{exc.offset or 1}: syntax error: {exc.msg}. "
+            "Fix the file; it must be valid Python before it can be built into a notebook."
+        ) from None
     try:
         return cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
