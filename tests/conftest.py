@@ -1,0 +1,41 @@
+"""Fixtures shared across the suite: a hermetic cache and the smallest real mock input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from local_eval.cache import CACHE_ENV
+
+TINY_MOCK_OPTIONS = {
+    "dataset": "synthetic",
+    "n_train": 400,
+    "n_val": 100,
+    "seed": 0,
+    "epochs": 1,
+    "arch": "resnet18",
+}
+
+
+def pytest_configure(config) -> None:
+    """One intra-op thread: on a shared 2-core machine more threads mostly wait on each other."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def hermetic_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Point ``cache_dir()`` at the session's temp folder: tests never read or fill ``.cache/``."""
+    folder = tmp_path_factory.getbasetemp() / "unlearnkit-cache"
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_mock(tmp_path_factory) -> Path:
+    """A complete competition input (CSVs, PNGs, trained ResNet-18) built in seconds."""
+    from local_eval.mock_input import build_mock_input
+
+    out = tmp_path_factory.mktemp("tiny_mock") / "mock"
+    return build_mock_input(out, progress=False, **TINY_MOCK_OPTIONS)
