@@ -344,6 +344,8 @@ def _execute(
             progress_bar=True,
             cwd=str(cwd),
             execution_timeout=timeout,
+            # An interrupted cell reports where it was stuck; a killed kernel reports nothing.
+            interrupt_on_timeout=timeout is not None,
         )
     except Exception as error:  # papermill, nbclient and jupyter_client each raise their own
         return error

@@ -79,7 +79,7 @@ def describe_failure(
     head = f"Dry-run of {notebook_path} failed"
     ename = getattr(error, "ename", None)
     if ename is not None:  # papermill.PapermillExecutionError: a cell raised
-        body = _describe_cell_error(error, executed)
+        body = _describe_cell_error(error, executed, timeout)
     elif isinstance(error, TimeoutError):
         body = _describe_stall(
             executed,
@@ -103,9 +103,13 @@ def describe_failure(
     return f"{head}: {body}{tail}"
 
 
-def _describe_cell_error(error, executed: NotebookNode | None) -> str:
+def _describe_cell_error(error, executed: NotebookNode | None, timeout: int | None) -> str:
     ename, evalue = error.ename, _one_line(strip_ansi(str(error.evalue or "")))
     exception = f"{ename}: {evalue}" if evalue else ename
+    verb = "raised"
+    if ename == "KeyboardInterrupt" and timeout:
+        # The dry-run interrupts a cell that outlives the timeout, so the traceback shows where it hung.
+        exception, verb = f"execution timed out after {timeout} s", "interrupted"
     traceback = [strip_ansi(entry) for entry in (error.traceback or [])]
     frames = _cell_frames(traceback, executed)
     surfaced = _place_of_count(executed, error.exec_count) if executed is not None else None
@@ -115,7 +119,7 @@ def _describe_cell_error(error, executed: NotebookNode | None) -> str:
         )
         return f"{exception}{where}."
     innermost = frames[-1]
-    text = f"{exception}, raised in {innermost.describe()}"
+    text = f"{exception}, {verb} in {innermost.describe()}"
     library = _library_frame_after(traceback, innermost)
     if library:
         text += f" (inside {library})"
@@ -178,11 +182,15 @@ def _place_of_count(executed: NotebookNode, count: int | None) -> CellPlace | No
 
 
 def _running_cell(executed: NotebookNode) -> CellPlace | None:
-    """The cell papermill marked as started but never finished (timeouts, dead kernels)."""
+    """The last cell papermill started: the one that stalled (timeouts, dead kernels).
+
+    Papermill marks even an interrupted cell "completed", so its start time is the only trace.
+    """
+    started = None
     for index, cell in enumerate(source_cells(executed)):
-        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
-            return _place(index, cell)
-    return None
+        if cell.get("metadata", {}).get("papermill", {}).get("start_time"):
+            started = _place(index, cell)
+    return started
 
 
 def _place(index: int, cell: NotebookNode) -> CellPlace:

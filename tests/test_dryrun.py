@@ -356,3 +356,66 @@ def test_kernel_registration_replaces_a_spec_for_another_python(tmp_path):
     )
     ensure_kernel(prefix=tmp_path)
     assert json.loads(spec_file.read_text())["argv"][0] == sys.executable
+
+
+# --- failure reports without a kernel ----------------------------------------------------------
+
+
+def executed_cells(*cells: tuple[str, str | None, int, bool]) -> nbformat.NotebookNode:
+    """An executed notebook: (source, tag, execution count, whether papermill started the cell)."""
+    notebook = nbformat.v4.new_notebook()
+    for source, tag, count, started in cells:
+        cell = nbformat.v4.new_code_cell(source, execution_count=count)
+        cell.metadata["tags"] = [tag] if tag else []
+        cell.metadata["papermill"] = {"start_time": "2024-01-01T00:00:00" if started else None}
+        notebook.cells.append(cell)
+    return notebook
+
+
+HUNG_NOTEBOOK = executed_cells(
+    ("N = 2", "parameters", 1, True),
+    ("def unlearning(net):\n    while True:\n        net.step()", "unlearning", 2, True),
+    ("for i in range(N):\n    unlearning(net)", "driver", 3, True),
+    ("print('done')", None, None, False),
+)
+
+
+def test_timeout_report_names_the_line_where_the_cell_was_interrupted(tmp_path):
+    from papermill.exceptions import PapermillExecutionError
+
+    from local_eval.notebook_failure import describe_failure
+
+    error = PapermillExecutionError(
+        cell_index=2,
+        exec_count=3,
+        source=HUNG_NOTEBOOK.cells[2].source,
+        ename="KeyboardInterrupt",
+        evalue="",
+        traceback=[
+            "\x1b[31mKeyboardInterrupt\x1b[39m   Traceback (most recent call last)",
+            "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[3]\x1b[39m\x1b[32m, line 2\x1b[39m\n----> 2     unlearning(net)\n",
+            "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[2]\x1b[39m\x1b[32m, line 3\x1b[39m, in \x1b[36munlearning\x1b[39m(net)\n",
+            "\x1b[31mKeyboardInterrupt\x1b[39m: ",
+        ],
+    )
+    message = describe_failure(
+        error, HUNG_NOTEBOOK, notebook_path=tmp_path / "m.ipynb", executed_path=None, timeout=40
+    )
+    assert "timed out after 40 s, interrupted in unlearning() at line 3" in message
+    assert "`net.step()`" in message
+    assert "called from line 2 of the cell tagged 'driver'" in message
+
+
+def test_dead_kernel_report_names_the_cell_that_was_running(tmp_path):
+    from nbclient.exceptions import DeadKernelError
+
+    from local_eval.notebook_failure import describe_failure
+
+    message = describe_failure(
+        DeadKernelError("Kernel died"),
+        HUNG_NOTEBOOK,
+        notebook_path=tmp_path / "m.ipynb",
+        executed_path=None,
+    )
+    assert "kernel died" in message
+    assert "the cell tagged 'driver' (cell 2, In [3])" in message
