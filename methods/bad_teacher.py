@@ -32,7 +32,7 @@ class BadTeacher(BaseMethod):
     name = "bad_teacher"
     teacher_file = "bad_teacher_incompetent.pt"
     assets = (teacher_file,)  # written by build_assets, not committed
-    teacher_classes = 10
+    teacher_classes = 100  # the model's classes use the first logits: any count up to 100 works
     teacher_seed = 20231
 
     def __init__(
@@ -77,15 +77,16 @@ class BadTeacher(BaseMethod):
         return teacher.to(device).eval()
 
     def distill_step(self, net, teacher, inputs, optimizer, teacher_scale: float) -> None:
-        with torch.no_grad():
-            target = F.softmax(teacher(inputs * teacher_scale) / self.temperature, dim=1)
         logits = net(inputs)
-        if logits.shape[1] != target.shape[1]:
+        with torch.no_grad():
+            teacher_logits = teacher(inputs * teacher_scale)
+        if logits.shape[1] > teacher_logits.shape[1]:
             raise ValueError(
                 f"the model predicts {logits.shape[1]} classes but the bundled teacher "
-                f"{self.teacher_file} predicts {target.shape[1]}; rebuild the assets with "
-                "teacher_classes set to the model's number of classes"
+                f"{self.teacher_file} only {teacher_logits.shape[1]}; raise teacher_classes "
+                "and rebuild the assets"
             )
+        target = F.softmax(teacher_logits[:, : logits.shape[1]] / self.temperature, dim=1)
         loss = F.kl_div(
             F.log_softmax(logits / self.temperature, dim=1), target, reduction="batchmean"
         )

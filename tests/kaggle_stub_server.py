@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -190,7 +189,3 @@ CLEARED_VARIABLES = (
 
 def basic_auth(username: str, key: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{key}".encode()).decode()
-
-
-def environment_is_clean() -> bool:
-    return not any(name in os.environ for name in CLEARED_VARIABLES)
