@@ -104,8 +104,9 @@ def dry_run(
 
     Writes ``<method>.executed.ipynb``, ``<method>.executed.html`` and ``dryrun.json``
     into ``out_dir`` (default: the notebook's folder), also when the run fails, and
-    raises ``DryRunFailed`` with a one-paragraph report on any failure. ``timeout``
-    bounds each cell in seconds (default: none).
+    raises ``DryRunFailed`` with a one-paragraph report on any failure (also stored as
+    ``dryrun.json``'s ``error``). ``timeout`` bounds each cell in seconds (default: none);
+    a cell that outlives it is interrupted, so the report shows where it hung.
     """
     notebook_path, data_dir = Path(notebook_path), Path(data_dir)
     notebook, empty_input = _check_inputs(notebook_path, data_dir, n_checkpoints, assets_dir)
@@ -149,7 +150,7 @@ def dry_run(
             timeout=timeout,
         )
         executed = _publish_executed(raw_output, executed_path)
-        html = _export_html_quietly(executed, html_path) if executed is not None else None
+        html = _export_html_quietly(executed, html_path)
         if error is not None:
             message = describe_failure(
                 error,
@@ -353,24 +354,34 @@ def _execute(
 
 
 def _publish_executed(raw_output: Path, executed_path: Path) -> NotebookNode | None:
-    """Move papermill's output next to the built notebook, pointing its metadata at its new home."""
-    if not raw_output.exists():
-        return None
-    try:
-        executed = nbformat.read(raw_output, as_version=4)
-    except Exception:  # a kernel that died mid-save can leave a truncated file
+    """Move papermill's output next to the built notebook, pointing its metadata at its new home.
+
+    Without an output (the kernel never started) an older run's notebook is removed, so
+    that nothing beside the new dryrun.json describes a different run.
+    """
+    executed = None
+    if raw_output.exists():
+        try:
+            executed = nbformat.read(raw_output, as_version=4)
+        except Exception:  # a kernel that died mid-save can leave a truncated file
+            executed = None
+    if executed is None:
+        executed_path.unlink(missing_ok=True)
         return None
     executed.metadata.setdefault("papermill", {})["output_path"] = str(executed_path)
     _write_text_atomically(executed_path, nbformat.writes(executed))
     return executed
 
 
-def _export_html_quietly(executed: NotebookNode, html_path: Path) -> Path | None:
+def _export_html_quietly(executed: NotebookNode | None, html_path: Path) -> Path | None:
     """HTML is a convenience: when it fails, the run's own verdict must still be reported."""
-    try:
-        return export_html(executed, html_path)
-    except EvalError:
-        return None
+    if executed is not None:
+        try:
+            return export_html(executed, html_path)
+        except EvalError:
+            pass
+    html_path.unlink(missing_ok=True)
+    return None
 
 
 def _fail(message: str, record: dict, report_path: Path, executed_path: Path) -> None:

@@ -419,3 +419,10 @@ def test_dead_kernel_report_names_the_cell_that_was_running(tmp_path):
     )
     assert "kernel died" in message
     assert "the cell tagged 'driver' (cell 2, In [3])" in message
+
+
+def test_unknown_kernel_name_is_a_clear_error_before_anything_runs(tmp_path, mock_input):
+    notebook = write_contract_notebook(tmp_path / "toy.ipynb", CHANGES_WEIGHTS)
+    with pytest.raises(EvalError, match="kernel 'no-such-kernel' is not installed"):
+        dry_run(notebook, data_dir=mock_input, kernel_name="no-such-kernel")
+    assert not (tmp_path / "dryrun.json").exists()
