@@ -40,8 +40,12 @@ def kernel_slug(method_name: str) -> str:
 
 def machine_shape(accelerator: str) -> str:
     """The Kaggle machine shape for an ``--accelerator`` value (a short name or a shape)."""
-    if accelerator.lower() in ACCELERATORS:
-        return ACCELERATORS[accelerator.lower()]
+    key = accelerator.strip().lower()
+    if key in ACCELERATORS:
+        return ACCELERATORS[key]
+    known = {shape.lower(): shape for shape in ACCELERATORS.values()}
+    if key in known:
+        return known[key]
     if accelerator.startswith("Nvidia"):
         return accelerator
     choices = ", ".join(sorted(ACCELERATORS))
