@@ -10,9 +10,9 @@ reaches is emitted, so the notebook carries no dead code and no project import.
 from __future__ import annotations
 
 import ast
-import re
 import builtins
 import inspect
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +70,7 @@ class _State:
     imports: dict[tuple, list[ImportBinding]] = field(default_factory=dict)
     hyper: dict[str, object] = field(default_factory=dict)
     module_order: list[str] = field(default_factory=list)
+    module_deps: dict[str, set[str]] = field(default_factory=dict)  # module -> modules it uses
     queue: list = field(default_factory=list)
     seen: set = field(default_factory=set)
 
@@ -295,25 +296,27 @@ def _definition_key(state: _State, module: ParsedModule, name: str, where: cst.C
 
 
 def _bind_definition_names(state: _State, module: ParsedModule, definition) -> None:
-    """Record the defining name nodes so a renamed definition is renamed where it is bound."""
+    """Record the defining name nodes so a renamed definition is renamed where it is bound.
+
+    A statement binding several names (``A, B = ...``) is emitted whole, so each of its
+    names is registered as emitted too and gets a collision-free output name.
+    """
     node = definition.node
     if isinstance(node, cst.FunctionDef | cst.ClassDef):
         state.binding_names[id(node.name)] = ("def", module.name, node.name.value)
         return
     for small in node.body:
-        targets: list[cst.BaseExpression] = []
         if isinstance(small, cst.Assign):
             targets = [t.target for t in small.targets]
         elif isinstance(small, cst.AnnAssign | cst.AugAssign):
             targets = [small.target]
+        else:
+            continue
         for target in targets:
             for name_node in _names_in(target):
                 if module.contexts.get(name_node) == ExpressionContext.STORE:
-                    state.binding_names[id(name_node)] = ("def", module.name, name_node.value)
-                    if name_node.value not in definition.names:
-                        continue
-                    # every name a multi-target statement binds is emitted with it
                     key = ("def", module.name, name_node.value)
+                    state.binding_names[id(name_node)] = key
                     state.definitions.setdefault(key, [(module, node)])
 
 
@@ -347,6 +350,8 @@ def _symbol_key(
     """What ``module_name.name`` is, following re-exports between project modules."""
     target = state.index.get(module_name)
     if name in target.definitions:
+        if target.name != used_in.name:
+            state.module_deps.setdefault(used_in.name, set()).add(target.name)
         return _definition_key(state, target, name, where)
     if name in target.imports:
         binding = target.imports[name]
@@ -458,18 +463,15 @@ def _assemble(state: _State, run_fn: FlatFunction, reserved: Mapping[str, tuple 
         ]
         lines += [f"{constant_names[a]} = {render_value(v, a)}" for a, v in state.hyper.items()]
         parts.append("\n".join(lines))
-    emitted: set[int] = set()
-    statements = []
-    for key in ordered_defs:
-        for module, node in state.definitions[key]:
-            if id(node) not in emitted:
-                emitted.add(id(node))
-                statements.append((state.module_order.index(module.name), module.line_of(node), module, node))
-    statements.sort(key=lambda s: (_module_rank(state, s[2].name, method_module), s[1]))
-    for _, _, module, node in statements:
+    rank = _module_ranks(state, method_module)
+    statements = {id(node): (module, node) for key in ordered_defs for module, node in state.definitions[key]}
+    for _module, node in sorted(
+        statements.values(),
+        key=lambda mn: (rank[mn[0].name], mn[0].line_of(mn[1])),
+    ):
         parts.append(_code(node.visit(rewriter)))
     helpers = [f for f in state.functions.values() if f is not run_fn]
-    helpers.sort(key=lambda f: (_module_rank(state, f.module.name, method_module), f.module.line_of(f.node)))
+    helpers.sort(key=lambda f: (rank[f.module.name], f.module.line_of(f.node)))
     for flat in helpers + [run_fn]:
         parts.append(_code(_as_function(flat, flat.node.visit(rewriter), allocator.name_of(flat.key))))
     source = "\n\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n"
@@ -490,11 +492,23 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def _module_rank(state: _State, module_name: str, method_module: str) -> int:
-    """Dependencies before dependants: the method's own module comes last."""
-    if module_name == method_module:
-        return len(state.module_order)
-    return state.module_order.index(module_name)
+def _module_ranks(state: _State, method_module: str) -> dict[str, int]:
+    """Dependencies before dependants (module-level code runs at definition time)."""
+    order: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in order or name in path:  # done, or an import cycle: keep discovery order
+            return
+        for dependency in sorted(state.module_deps.get(name, ()), key=state.module_order.index):
+            visit(dependency, (*path, name))
+        order.append(name)
+
+    for name in [*state.module_order[1:], state.module_order[0]]:
+        visit(name, ())
+    if method_module in order:
+        order.remove(method_module)
+        order.append(method_module)
+    return {name: rank for rank, name in enumerate(order)}
 
 
 def _import_block(state: _State, allocator: NameAllocator) -> str:

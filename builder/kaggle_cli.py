@@ -167,10 +167,13 @@ def dataset_exists(runner: Runner, dataset_id: str) -> bool:
 
 
 def dataset_status(runner: Runner, dataset_id: str) -> str:
+    """``ready``, ``failed``, ... or ``missing`` while a just-created dataset is not listed yet."""
     args = dataset_status_args(dataset_id)
     result = runner(args)
     if result.returncode != 0:
         _check_auth(args, result)
+        if "not found" in result.output.lower() or "404" in result.output:
+            return "missing"
         raise _fail("checking the assets dataset", args, result)
     return result.output.strip().splitlines()[-1].strip().lower() if result.output.strip() else ""
 

@@ -443,4 +443,20 @@ def validate_submission(
             problems += validate_assets_parameter(notebook, parts[1])
     if notebook is not None:
         problems += validate_dryrun(notebook, dryrun_json, blocking=require_dryrun)
-    return problems
+    return _without_repeats(problems)
+
+
+def _without_repeats(problems: list[Problem]) -> list[Problem]:
+    """One line per fix: the placeholder owner shows up in every id but needs saying once."""
+    seen: set = set()
+    kept = []
+    for problem in problems:
+        key = (
+            problem.message
+            if PLACEHOLDER_OWNER in problem.message
+            else (problem.where, problem.message)
+        )
+        if key not in seen:
+            seen.add(key)
+            kept.append(problem)
+    return kept

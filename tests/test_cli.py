@@ -1,0 +1,72 @@
+"""The command line: one clear line and a non-zero exit for user mistakes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parent.parent
+REJECTED = Path(__file__).parent / "rejected_methods"
+
+
+def cli(*args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def assert_one_clear_line(result, expected):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_notebook_of_a_file_with_a_syntax_error_prints_one_line():
+    assert_one_clear_line(cli("notebook", str(REJECTED / "syntax_error.py")), "syntax_error.py:7:")
+
+
+def test_notebook_of_a_file_without_a_method_class_prints_one_line():
+    assert_one_clear_line(cli("notebook", str(REJECTED / "no_method_class.py")), "no method class found")
+
+
+def test_notebook_of_an_unknown_method_prints_one_line():
+    assert_one_clear_line(cli("notebook", "no_such_method"), "unknown method 'no_such_method'")
+
+
+def test_notebook_of_an_unsupported_construct_prints_one_line():
+    assert_one_clear_line(cli("notebook", str(REJECTED / "rebind_net.py")), "rebinds `net`")
+
+
+def test_bad_set_syntax_prints_one_line():
+    assert_one_clear_line(cli("notebook", "finetune", "--set", "lr"), "expected NAME=VALUE")
+
+
+def test_notebook_command_prints_the_path_of_a_valid_notebook():
+    result = cli("notebook", "finetune", "--set", "lr=0.02")
+    assert result.returncode == 0, result.stderr
+    path = Path(result.stdout.strip().splitlines()[-1])
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    assert "LR = 0.02" in next(c.source for c in notebook.cells if c.get("id") == "unlearning")
+
+
+def test_methods_lists_every_registered_method_with_hyperparameters():
+    from methods import all_method_handlers
+
+    result = cli("methods")
+    assert result.returncode == 0
+    for name in all_method_handlers():
+        assert name in result.stdout
+    assert "lr=0.001" in result.stdout
+
+
+def test_main_py_forwards_to_eval_with_a_clear_error_for_unknown_methods():
+    result = subprocess.run(
+        [sys.executable, "main.py", "-m", "no_such_method", "-p", "smoke"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert_one_clear_line(result, "'no_such_method'")
