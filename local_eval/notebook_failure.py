@@ -12,8 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nbformat import NotebookNode
+
+if TYPE_CHECKING:
+    from papermill.exceptions import PapermillExecutionError
 
 # Cells papermill adds to the executed notebook; skipping them gives the built notebook's indices.
 PAPERMILL_TAGS = frozenset({"injected-parameters", "papermill-error-cell-tag"})
@@ -76,9 +80,11 @@ def describe_failure(
     timeout: int | None = None,
 ) -> str:
     """One paragraph: what went wrong, in which cell and line, and where to read the rest."""
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
     head = f"Dry-run of {notebook_path} failed"
-    ename = getattr(error, "ename", None)
-    if ename is not None:  # papermill.PapermillExecutionError: a cell raised
+    if isinstance(error, PapermillExecutionError):  # a cell raised
         body = _describe_cell_error(error, executed, timeout)
     elif isinstance(error, TimeoutError):
         body = _describe_stall(
@@ -86,7 +92,7 @@ def describe_failure(
             f"execution timed out after {timeout} s" if timeout else "execution timed out",
             "raise the timeout or make the method cheaper on the mock input.",
         )
-    elif type(error).__name__ == "DeadKernelError":
+    elif isinstance(error, DeadKernelError):
         body = _describe_stall(
             executed,
             "the Python kernel died (most often the machine ran out of memory)",
@@ -103,7 +109,9 @@ def describe_failure(
     return f"{head}: {body}{tail}"
 
 
-def _describe_cell_error(error, executed: NotebookNode | None, timeout: int | None) -> str:
+def _describe_cell_error(
+    error: PapermillExecutionError, executed: NotebookNode | None, timeout: int | None
+) -> str:
     ename, evalue = error.ename, _one_line(strip_ansi(str(error.evalue or "")))
     exception = f"{ename}: {evalue}" if evalue else ename
     verb = "raised"
