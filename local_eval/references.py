@@ -1,0 +1,343 @@
+"""The models a method is scored against: one original and 2N retrained from scratch.
+
+The first N retrained models are the reference distribution the metric compares
+against; the other N are scored as if they were a method (the *retrain ceiling*),
+which shows the best score reachable at this N. Training them is the slow part of
+local scoring, so every model is cached on disk, one file each, under a key that
+hashes every option shaping it: an interrupted build resumes where it stopped and
+raising N reuses what exists.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
+from local_eval.datasets import ImageDataset, load_dataset
+from local_eval.metric import logit_scaled_confidence
+from local_eval.models import build_model
+from local_eval.presets import Preset, model_options
+from local_eval.splits import CompetitionSplit, make_split
+from local_eval.training import evaluate_accuracy, predict_logits, train_model
+
+# Bump when the stored metrics change meaning, so old caches are not mixed in.
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """The examples every model of a preset sees, with the competition's roles.
+
+    ``train`` holds retain + forget (``split`` also knows the persons); ``heldout``
+    comes from the dataset's test split and is cut into ``val`` (given to methods)
+    and ``test`` (test accuracy only). Index sets are int64 tensors.
+    """
+
+    train: ImageDataset
+    split: CompetitionSplit
+    retain: torch.Tensor
+    forget: torch.Tensor
+    heldout: ImageDataset
+    val: torch.Tensor
+    test: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One cached model's measurements: what scoring needs without loading its weights."""
+
+    role: str
+    index: int
+    seed: int
+    path: Path
+    forget_confidences: torch.Tensor
+    retain_accuracy: float
+    test_accuracy: float
+    forget_accuracy: float
+    train_seconds: float
+    device: str
+
+
+@dataclass(frozen=True)
+class References:
+    """The original model and the 2N retrained ones for a preset."""
+
+    preset: Preset
+    key: str
+    directory: Path
+    data: EvalData
+    original: ModelRecord
+    retrained: tuple[ModelRecord, ...]
+    seconds_this_build: float
+
+    @property
+    def reference(self) -> tuple[ModelRecord, ...]:
+        """The N models the metric's reference distribution comes from."""
+        return self.retrained[: self.preset.n_models]
+
+    @property
+    def ceiling(self) -> tuple[ModelRecord, ...]:
+        """The other N, scored as a method: the best score reachable at this N."""
+        return self.retrained[self.preset.n_models :]
+
+    @property
+    def retrain_seconds(self) -> float:
+        """Median time to train one retrained model: what a method's time is compared to."""
+        return statistics.median(record.train_seconds for record in self.retrained)
+
+    def load_original(self, device: torch.device) -> nn.Module:
+        """A fresh copy of the original model on ``device``, in eval mode."""
+        return load_model(self.preset.arch, self.original.path, device)
+
+
+def load_eval_data(preset: Preset) -> EvalData:
+    """The train subset, its retain/forget split and the validation/test examples."""
+    train = load_dataset(
+        preset.dataset,
+        split="train",
+        data_root=preset.data_root,
+        seed=preset.seed,
+        size=preset.train_size,
+    )
+    heldout = load_dataset(
+        preset.dataset,
+        split="test",
+        data_root=preset.data_root,
+        seed=preset.seed,
+        size=preset.val_size + preset.test_size,
+    )
+    split = make_split(
+        train.labels,
+        seed=preset.seed,
+        forget_fraction=preset.forget_fraction,
+        mode=preset.forget_mode,
+    )
+    order = torch.randperm(
+        len(heldout.labels), generator=torch.Generator().manual_seed(preset.seed)
+    )
+    val_size = min(preset.val_size, len(order) // 2)
+    return EvalData(
+        train=train,
+        split=split,
+        retain=torch.as_tensor(split.retain, dtype=torch.int64),
+        forget=torch.as_tensor(split.forget, dtype=torch.int64),
+        heldout=heldout,
+        val=order[:val_size].sort().values,
+        test=order[val_size:].sort().values,
+    )
+
+
+def references_key(preset: Preset) -> str:
+    """The cache key: every option that shapes a reference model, hashed."""
+    return options_key({"cache_format": CACHE_FORMAT, **model_options(preset)})
+
+
+def references_dir(preset: Preset) -> Path:
+    return Path(cache_dir()) / "references" / references_key(preset)
+
+
+def retrained_seed(preset: Preset, index: int) -> int:
+    """Distinct from the original's seed and from each other's."""
+    return preset.seed + 1 + index
+
+
+def build_references(
+    preset: Preset,
+    device: torch.device | None = None,
+    data: EvalData | None = None,
+    progress: bool = True,
+) -> References:
+    """Train whatever is missing of the original and 2N retrained models, then load all.
+
+    Models already on disk are never retrained, so calling this again after an
+    interruption, or with a larger N, only trains the missing ones.
+    """
+    device = device or _default_device()
+    data = data or load_eval_data(preset)
+    directory = references_dir(preset)
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = directory / "manifest.json"
+    if not manifest.exists():
+        atomic_write_json(manifest, {"cache_format": CACHE_FORMAT, **model_options(preset)})
+
+    jobs = [("original", 0, preset.seed, preset.original_recipe, _train_indices(data, "original"))]
+    jobs += [
+        (
+            "retrained",
+            i,
+            retrained_seed(preset, i),
+            preset.retrain_recipe,
+            _train_indices(data, "retrained"),
+        )
+        for i in range(2 * preset.n_models)
+    ]
+    missing = [job for job in jobs if not _metrics_path(directory, job[0], job[1]).exists()]
+    started = time.perf_counter()
+    bar = tqdm(
+        total=len(jobs),
+        initial=len(jobs) - len(missing),
+        desc=f"reference models ({preset.name})",
+        unit="model",
+        disable=not progress,
+    )
+    with bar:
+        for role, index, seed, recipe, indices in missing:
+            _build_one(
+                preset, data, directory, role, index, seed, recipe, indices, device, progress
+            )
+            bar.update(1)
+    records = [_load_record(directory, role, index) for role, index, *_ in jobs]
+    return References(
+        preset=preset,
+        key=directory.name,
+        directory=directory,
+        data=data,
+        original=records[0],
+        retrained=tuple(records[1:]),
+        seconds_this_build=time.perf_counter() - started,
+    )
+
+
+def measure_model(model: nn.Module, data: EvalData, device: torch.device) -> dict[str, Any]:
+    """Forget-set confidences (in forget-index order) and the three accuracies.
+
+    Used for reference models and unlearned ones alike, so both sides of the metric
+    are measured the same way.
+    """
+    model.eval()
+    forget = data.forget
+    logits = predict_logits(model, data.train.images, forget, device).float().cpu()
+    targets = data.train.labels[forget]
+    return {
+        "forget_confidences": logit_scaled_confidence(logits, targets).float(),
+        "forget_accuracy": float((logits.argmax(dim=1) == targets).float().mean()),
+        "retain_accuracy": float(
+            evaluate_accuracy(model, data.train.images, data.train.labels, data.retain, device)
+        ),
+        "test_accuracy": float(
+            evaluate_accuracy(model, data.heldout.images, data.heldout.labels, data.test, device)
+        ),
+    }
+
+
+def load_model(arch: str, path: Path, device: torch.device) -> nn.Module:
+    model = build_model(arch)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def _train_indices(data: EvalData, role: str) -> torch.Tensor:
+    if role == "original":
+        return torch.cat([data.retain, data.forget]).sort().values
+    return data.retain
+
+
+def _build_one(
+    preset: Preset,
+    data: EvalData,
+    directory: Path,
+    role: str,
+    index: int,
+    seed: int,
+    recipe,
+    indices: torch.Tensor,
+    device: torch.device,
+    progress: bool,
+) -> None:
+    weights = _weights_path(directory, role, index)
+    train_seconds = None
+    if weights.exists():
+        model = load_model(preset.arch, weights, device)
+        previous = _read_json(_partial_path(directory, role, index))
+        train_seconds = previous.get("train_seconds") if previous else None
+    else:
+        torch.manual_seed(seed)
+        model = build_model(preset.arch).to(device)
+        started = time.perf_counter()
+        train_model(
+            model,
+            data.train.images,
+            data.train.labels,
+            indices,
+            recipe,
+            seed=seed,
+            device=device,
+            progress=progress,
+        )
+        _synchronize(device)
+        train_seconds = time.perf_counter() - started
+        atomic_write_json(_partial_path(directory, role, index), {"train_seconds": train_seconds})
+        atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+    measured = measure_model(model, data, device)
+    atomic_write_json(
+        _metrics_path(directory, role, index),
+        {
+            "role": role,
+            "index": index,
+            "seed": seed,
+            "weights": weights.name,
+            "forget_confidences": measured["forget_confidences"].tolist(),
+            "retain_accuracy": measured["retain_accuracy"],
+            "test_accuracy": measured["test_accuracy"],
+            "forget_accuracy": measured["forget_accuracy"],
+            "train_seconds": train_seconds if train_seconds is not None else float("nan"),
+            "device": str(device),
+        },
+    )
+
+
+def _load_record(directory: Path, role: str, index: int) -> ModelRecord:
+    stored = _read_json(_metrics_path(directory, role, index))
+    return ModelRecord(
+        role=role,
+        index=index,
+        seed=stored["seed"],
+        path=directory / stored["weights"],
+        forget_confidences=torch.tensor(stored["forget_confidences"], dtype=torch.float32),
+        retain_accuracy=stored["retain_accuracy"],
+        test_accuracy=stored["test_accuracy"],
+        forget_accuracy=stored["forget_accuracy"],
+        train_seconds=stored["train_seconds"],
+        device=stored["device"],
+    )
+
+
+def _stem(role: str, index: int) -> str:
+    return "original" if role == "original" else f"retrained_{index:04d}"
+
+
+def _weights_path(directory: Path, role: str, index: int) -> Path:
+    return directory / f"{_stem(role, index)}.pt"
+
+
+def _metrics_path(directory: Path, role: str, index: int) -> Path:
+    return directory / f"{_stem(role, index)}.json"
+
+
+def _partial_path(directory: Path, role: str, index: int) -> Path:
+    return directory / f"{_stem(role, index)}.timing.json"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
