@@ -69,7 +69,7 @@ def test_unlearning_cell_holds_the_generated_function(notebook):
 
 def test_static_checks_flag_a_project_import(tmp_path, notebook):
     broken = nbformat.from_dict(notebook)
-    cell(broken, "unlearning").source = "from methods.common import unpack_batch\n" + cell(broken, "unlearning").source
+    cell(broken, "unlearning").source += "\nfrom methods.common import unpack_batch\n"
     path = tmp_path / "broken.ipynb"
     nbformat.write(broken, path)
     assert any("project module methods.common" in p for p in notebook_problems(path))
