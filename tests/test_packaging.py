@@ -651,3 +651,19 @@ def test_push_failure_with_exit_zero_stops_before_submitting(tmp_path, monkeypat
             echo=lambda line: None,
         )
     assert [c[:2] for c in calls] == [["kernels", "push"]]
+
+
+def test_placeholder_owner_is_reported_once_for_all_ids(tmp_path):
+    cls = method_producing("producing", ASSET_BYTES)
+    notebook = dry_run_notebook("producing", tmp_path / "out", with_assets=True)
+    result = package("producing", notebook_path=notebook, method_cls=cls, out_root=tmp_path / "out")
+    assert len([w for w in result.warnings if "placeholder" in str(w)]) == 1
+
+
+def test_dataset_not_listed_yet_reads_as_missing_not_as_a_failure():
+    from builder.kaggle_cli import dataset_status
+
+    def runner(args):
+        return CommandOutput(1, "404 Client Error: Not Found for url: http://x\n")
+
+    assert dataset_status(runner, "alice/unlearnkit-x-assets") == "missing"
