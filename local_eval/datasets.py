@@ -184,12 +184,17 @@ def _download_fashion_mnist(split: str, data_root: str | None) -> tuple[torch.Te
         raise DatasetUnavailable(
             f"Fashion-MNIST ({split}) was not found in {DEBIAN_FASHION_MNIST}"
             + (f" or {data_root}" if data_root else "")
-            + f", and downloading it into {root} failed ({exc}). Install Debian's package "
+            + f", and downloading it into {root} failed ({_one_line(exc)}). Install Debian's package "
             "(`sudo apt-get install dataset-fashion-mnist`, or `make setup` as root), pass "
             "--data-root DIR where DIR holds train-images-idx3-ubyte.gz and its siblings, "
             "or run once with network access."
         ) from exc
     return data.data.to(torch.uint8), data.targets.to(torch.int64)
+
+
+def _one_line(exc: BaseException) -> str:
+    """torchvision's download errors span lines; user messages must stay one paragraph."""
+    return " ".join(str(exc).split())
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -229,7 +234,7 @@ def _read_cifar10(split: str, data_root: str | None) -> tuple[torch.Tensor, torc
     except (OSError, RuntimeError) as exc:
         raise DatasetUnavailable(
             f"CIFAR-10 is not available: {root} holds no cifar-10-batches-py/ folder and "
-            f"downloading it failed ({exc}). Either run once with network access so torchvision "
+            f"downloading it failed ({_one_line(exc)}). Either run once with network access so torchvision "
             f"can download it into {root}, or pass --data-root DIR where DIR contains "
             "cifar-10-batches-py/ (the python version from https://www.cs.toronto.edu/~kriz/cifar.html)."
         ) from exc

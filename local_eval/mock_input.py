@@ -37,6 +37,18 @@ EMPTY_MARKER = "empty.txt"
 LAYOUT_VERSION = 1
 
 
+def mock_recipe(epochs: int) -> Recipe:
+    """Short training that still fits the data.
+
+    With 2 epochs on 2000 Fashion-MNIST images a ResNet-18 reached 74 % validation
+    accuracy this way, against 69 % with augmentation and 51 % at lr 0.1.
+
+    No augmentation also lets the model memorise its training images a little, which
+    gives unlearning something to undo.
+    """
+    return Recipe(epochs=epochs, lr=0.05, batch_size=64, augment=False)
+
+
 def mock_options(
     *,
     dataset: str = "fashion_mnist",
@@ -49,7 +61,7 @@ def mock_options(
     data_root: str | None = None,
 ) -> dict:
     """Everything that determines a mock's content: its cache key is the hash of this dict."""
-    recipe = Recipe(epochs=epochs)
+    recipe = mock_recipe(epochs)
     return {
         "layout_version": LAYOUT_VERSION,
         "dataset": dataset,

@@ -105,6 +105,21 @@ def test_cifar10_offline_without_a_copy_says_how_to_provide_it(tmp_path, monkeyp
     assert "\n" not in message
 
 
+def test_fashion_mnist_without_debian_files_or_network_says_how_to_get_it(tmp_path, monkeypatch):
+    import torchvision.datasets.mnist as tv_mnist
+
+    def offline(*args, **kwargs):
+        raise URLError("network is unreachable")
+
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", offline)
+    with pytest.raises(DatasetUnavailable) as raised:
+        load_dataset("fashion_mnist", "test", data_root=str(tmp_path / "empty"))
+    message = str(raised.value)
+    assert "apt-get install dataset-fashion-mnist" in message and "--data-root" in message
+    assert "\n" not in message
+
+
 def test_unknown_dataset_is_a_clear_error():
     with pytest.raises(EvalError, match="fashion_mnist"):
         load_dataset("mnist")

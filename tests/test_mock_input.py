@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -18,8 +19,10 @@ from local_eval.cache import (
     cache_dir,
     options_key,
 )
+from local_eval.datasets import load_dataset
 from local_eval.errors import EvalError
 from local_eval.mock_input import build_mock_input, main, read_mock_options, write_empty_mock
+from local_eval.splits import make_split
 
 # The cheapest build that still exercises every step: cache tests rebuild it several times.
 MINI = {
@@ -73,6 +76,21 @@ def test_images_are_32x32_rgb_png(tiny_mock):
     path = next((tiny_mock / "images").glob("*/*.png"))
     with Image.open(path) as image:
         assert image.format == "PNG" and image.mode == "RGB" and image.size == (32, 32)
+
+
+def test_pngs_hold_the_training_images_losslessly_under_their_person(tiny_mock):
+    options = read_mock_options(tiny_mock)
+    train = load_dataset("synthetic", "train", seed=options["seed"], size=options["n_train"])
+    person_ids = make_split(train.labels, options["seed"], options["forget_fraction"]).person_ids
+    seen: dict[int, int] = {}
+    for i in range(0, len(train), 37):
+        person = int(person_ids[i])
+        n = int((person_ids[:i] == person).sum())
+        seen[person] = n
+        with Image.open(tiny_mock / "images" / str(person) / f"{n}.png") as image:
+            png = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+        assert torch.equal(png, train.images[i])
+    assert len(seen) > 1
 
 
 def test_forget_persons_are_disjoint_from_retain_and_validation_persons(tiny_mock):
