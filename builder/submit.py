@@ -124,7 +124,7 @@ def submit(
     """
     t = _target(target, notebook_path, method_cls, out_root)
     method_name = t.method_name
-    if push or run_submit:
+    if push or run_submit:  # submitting needs a pushed version, so it implies a push
         kaggle_cli.require_credentials()
     result = packaging.package(
         method_name,
@@ -138,7 +138,8 @@ def submit(
     for warning in result.warnings:
         echo(str(warning))
     message = message or f"unlearnkit {method_name}"
-    program = kaggle_cli.display_program(kaggle_cli.kaggle_executable()) if push else "kaggle"
+    pushing = push or run_submit
+    program = kaggle_cli.display_program(kaggle_cli.kaggle_executable()) if pushing else "kaggle"
     kernel_dir = Path(display_path(result.kernel_dir))
     assets_dir = Path(display_path(result.assets_dir)) if result.assets_dir else None
 
@@ -146,7 +147,7 @@ def submit(
         return format_command(args, program)
 
     push_args = kaggle_cli.kernel_push_args(kernel_dir)
-    if not push and not run_submit:
+    if not pushing:
         commands = _plan(result, assets_dir, push_args, message, show)
         echo(
             f"Packaged {display_path(result.kernel_dir.parent)} (owner {result.owner} from {result.owner_source})."
