@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
 import re
 import tempfile
 import zipfile
@@ -26,6 +24,7 @@ import nbformat
 import torch
 from nbformat import NotebookNode
 
+from local_eval.cache import atomic_write_json, atomic_write_text
 from local_eval.errors import EvalError
 from local_eval.html_export import export_html
 from local_eval.kernel import check_kernel_exists, ensure_kernel
@@ -179,7 +178,7 @@ def dry_run(
     if html is None:
         html = export_html(executed, html_path)  # the notebook ran fine: its HTML must exist
     record.update(ok=True, finished_at=_now())
-    _write_json_atomically(report_path, record)
+    atomic_write_json(report_path, record)
     _print_summary(notebook_path, n_checkpoints, empty_input, timing)
     return DryRunResult(
         ok=True,
@@ -369,7 +368,7 @@ def _publish_executed(raw_output: Path, executed_path: Path) -> NotebookNode | N
         executed_path.unlink(missing_ok=True)
         return None
     executed.metadata.setdefault("papermill", {})["output_path"] = str(executed_path)
-    _write_text_atomically(executed_path, nbformat.writes(executed))
+    atomic_write_text(executed_path, nbformat.writes(executed))
     return executed
 
 
@@ -386,7 +385,7 @@ def _export_html_quietly(executed: NotebookNode | None, html_path: Path) -> Path
 
 def _fail(message: str, record: dict, report_path: Path, executed_path: Path) -> None:
     record.update(ok=False, finished_at=_now(), error=message)
-    _write_json_atomically(report_path, record)
+    atomic_write_json(report_path, record)
     raise DryRunFailed(
         message,
         executed_notebook=executed_path if executed_path.exists() else None,
@@ -515,19 +514,3 @@ def _now() -> str:
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= 200 else line[:197] + "..."
-
-
-def _write_json_atomically(path: Path, data: dict) -> None:
-    _write_text_atomically(path, json.dumps(data, indent=2) + "\n")
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

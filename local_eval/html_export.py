@@ -6,13 +6,12 @@ the timing line and, after a failure, the traceback, exactly as executed.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
 
+from local_eval.cache import atomic_write_text
 from local_eval.errors import EvalError
 
 
@@ -38,17 +37,5 @@ def export_html(notebook: NotebookNode | Path, html_path: Path) -> Path:
             f"as HTML for {html_path}: {type(error).__name__}: {error}. The executed .ipynb is unaffected; "
             "check that nbconvert's templates are installed in the environment (`pip install nbconvert`)."
         ) from error
-    _write_text_atomically(html_path, body)
+    atomic_write_text(html_path, body)
     return html_path
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
