@@ -7,11 +7,15 @@ sets ``name``, then import it and list it in ``_METHODS`` below.
 from __future__ import annotations
 
 from methods.amnesiacs import Amnesiacs
+from methods.ams_unlearn import AmsUnlearn
 from methods.base import BaseMethod
 from methods.fanchuan import Fanchuan
 from methods.finetune import Finetune, MyMethod
 from methods.forget import Forget
+from methods.ftsu import Ftsu
+from methods.hirs import Hirs
 from methods.kookmin import Kookmin
+from methods.progressive_saliency import ProgressiveSaliency
 from methods.salun import SalUn
 from methods.scrub import Scrub
 from methods.sebastian import Sebastian
@@ -30,6 +34,10 @@ _METHODS: tuple[type[BaseMethod], ...] = (
     Forget,
     SalUn,
     Scrub,
+    ProgressiveSaliency,
+    AmsUnlearn,
+    Hirs,
+    Ftsu,
 )
 
 

@@ -1,0 +1,154 @@
+"""FTSU: federated targeted saliency unlearning, run on the server.
+
+A research method of this project. In federated training the server never holds
+the clients' data, but it does see the updates they send. When the forget set
+belongs to one client, that client's recent updates say which parameters carry
+its data: FTSU masks those, rolls the client's recent contributions back on them,
+pulls the forget examples (the unlearning request's data, which the competition
+interface gives) to unseen-like confidences, and repairs briefly on the retain set.
+
+What the server kept reaches the method as a file named by the environment
+variable ``UNLEARNKIT_SERVER_STATE`` (``local_eval.federated`` writes it; see
+``load_server_state`` for its content). Without it, as in the standard setting
+and on Kaggle, the mask comes from the forget set's gradient and nothing is
+rolled back.
+
+Cost: about 1.1 retain epochs (one epoch of masked repair, and a gradient pass
+and two targeted passes over the forget set, which is about 2 % of the data).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import optim
+
+from methods.base import BaseMethod
+from methods.common import model_device
+from methods.saliency import (
+    collect,
+    confidences,
+    forget_gradient_scores,
+    loader_confidences,
+    perturb,
+    quantile_targets,
+    rehearsal,
+    targeted_pass,
+    top_fraction_masks,
+)
+
+SERVER_STATE_ENV = "UNLEARNKIT_SERVER_STATE"
+SERVER_STATE_FORMAT = 1
+
+
+def load_server_state(net) -> dict | None:
+    """What the federated server kept, if it was given and fits ``net``; else None.
+
+    The file is a ``torch.save``d dict: ``format`` (1), ``parameter_names`` (the
+    order of ``net.named_parameters()``), ``client_updates`` and
+    ``aggregate_updates`` (one list of tensors per recent round, in that order:
+    the forgetting client's weighted contribution ``w_k (theta_k - theta)`` and
+    the aggregated update ``theta' - theta`` of the global model), plus
+    ``forget_client``, ``n_clients`` and ``client_weight`` for the record.
+    """
+    path = os.environ.get(SERVER_STATE_ENV)
+    if not path or not os.path.exists(path):
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    names = [name for name, _ in net.named_parameters()]
+    if state.get("format") != SERVER_STATE_FORMAT or list(state.get("parameter_names", [])) != names:
+        return None
+    return state
+
+
+def summed_updates(rounds: list, device) -> list[torch.Tensor]:
+    """Per parameter, the sum of its updates over the kept rounds."""
+    total = [tensor.to(device).float().clone() for tensor in rounds[0]]
+    for updates in rounds[1:]:
+        for accumulated, tensor in zip(total, updates):
+            accumulated.add_(tensor.to(device).float())
+    return total
+
+
+class Ftsu(BaseMethod):
+    """Client-update saliency, rollback and targeted impair, then a short masked repair.
+
+    1. Mask: with the server's state, the ``saliency_fraction`` of entries with the
+       largest |sum of the forgetting client's recent contributions|; without it,
+       the largest |gradient| of forget cross-entropy.
+    2. Impair: with the server's state, subtract ``rollback`` x those
+       contributions on masked entries; then Gaussian noise of ``noise_scale`` x
+       each tensor's standard deviation on them, and ``forget_passes`` targeted
+       passes pulling each forget example's confidence to the validation
+       confidence at its within-class rank (masked SGD, eval mode).
+    3. Repair: ``repair_epochs`` epochs of masked cross-entropy on the retain set.
+    """
+
+    name = "ftsu"
+
+    def __init__(
+        self,
+        *,
+        saliency_fraction: float = 0.3,
+        rollback: float = 1.0,
+        noise_scale: float = 0.3,
+        forget_passes: int = 2,
+        forget_lr: float = 0.01,
+        repair_epochs: float = 1.0,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        forget_batch_size: int = 32,
+    ) -> None:
+        self.saliency_fraction = saliency_fraction
+        self.rollback = rollback
+        self.noise_scale = noise_scale
+        self.forget_passes = forget_passes
+        self.forget_lr = forget_lr
+        self.repair_epochs = repair_epochs
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.forget_batch_size = forget_batch_size
+
+    def run(self, net, retain_loader, forget_loader, val_loader) -> None:
+        device = model_device(net)
+        images, labels = collect(forget_loader, device)
+        val_conf, val_labels = loader_confidences(net, val_loader, device)
+        targets = quantile_targets(confidences(net, images, labels), labels, val_conf, val_labels)
+        server = load_server_state(net)
+        if server is not None and server["client_updates"]:
+            contributions = summed_updates(server["client_updates"], device)
+            masks = top_fraction_masks([c.abs() for c in contributions], self.saliency_fraction)
+            with torch.no_grad():
+                for parameter, contribution, mask in zip(net.parameters(), contributions, masks):
+                    parameter.sub_(self.rollback * contribution * mask)
+        else:
+            masks = top_fraction_masks(
+                forget_gradient_scores(net, images, labels), self.saliency_fraction
+            )
+        perturb(net, masks, self.noise_scale)
+        forget_optimizer = optim.SGD(net.parameters(), lr=self.forget_lr, momentum=self.momentum)
+        for _ in range(self.forget_passes if len(labels) else 0):
+            targeted_pass(
+                net,
+                forget_optimizer,
+                masks,
+                images,
+                labels,
+                targets,
+                self.forget_batch_size,
+                self.weight_decay,
+            )
+        optimizer = optim.SGD(net.parameters(), lr=self.lr, momentum=self.momentum)
+        rehearsal(
+            net,
+            optimizer,
+            masks,
+            retain_loader,
+            device,
+            max(1, round(self.repair_epochs * len(retain_loader))),
+            self.weight_decay,
+        )
+        net.eval()

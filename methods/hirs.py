@@ -1,0 +1,205 @@
+"""HIRS: a logit-level impair step on the final layer, then a saliency-masked repair.
+
+A research method of this project. Impair: one closed-form linear filtration of
+``fc`` that lowers each forget example's confidence to what an unseen example of
+its class and rank gets (estimated from the validation set) while leaving retain
+examples' logits as they are, plus noise on the parameters chosen for repair.
+Repair: masked fine-tuning on the retain set of only the parameters the impair
+step disturbed most.
+
+Cost: about 2.1 retain epochs (2 repair epochs, forward passes over the forget
+set and a retain subset for the filtration, and one gradient pass over a retain
+subset for the repair mask).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import optim
+
+from methods.base import BaseMethod
+from methods.common import model_device, unpack_batch
+from methods.saliency import (
+    collect,
+    confidences,
+    loader_confidences,
+    perturb,
+    quantile_targets,
+    rehearsal,
+    targeted_pass,
+    top_fraction_masks,
+)
+
+
+@torch.no_grad()
+def penultimate_features(net, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The inputs of ``net.fc`` in eval mode, captured with a forward hook."""
+    captured: list[torch.Tensor] = []
+
+    def keep(module, inputs, output):
+        captured.append(inputs[0].detach().double())
+
+    handle = net.fc.register_forward_hook(keep)
+    was_training = net.training
+    net.eval()
+    try:
+        for i in range(0, len(images), batch_size):
+            net(images[i : i + batch_size])
+    finally:
+        handle.remove()
+        net.train(was_training)
+    if not captured:
+        return torch.zeros(0, net.fc.in_features + 1, dtype=torch.float64, device=images.device)
+    features = torch.cat(captured)
+    return torch.cat([features, torch.ones_like(features[:, :1])], dim=1)
+
+
+@torch.no_grad()
+def filter_final_layer(
+    net,
+    forget_features: torch.Tensor,
+    logit_changes: torch.Tensor,
+    retain_features: torch.Tensor,
+    retain_weight: float,
+    ridge: float,
+) -> None:
+    """Add to ``fc`` the smallest update giving the forget logits their changes and retain ones none.
+
+    Solves min ||dW Hf^T - D^T||^2 + retain_weight * n_f / n_r * ||dW Hr^T||^2 + ridge * ||dW||^2
+    in closed form (features carry a trailing 1 for the bias).
+    """
+    dim = forget_features.shape[1]
+    gram = forget_features.T @ forget_features
+    if len(retain_features):
+        scale = retain_weight * len(forget_features) / len(retain_features)
+        gram = gram + scale * (retain_features.T @ retain_features)
+    gram = gram + ridge * torch.eye(dim, dtype=gram.dtype, device=gram.device)
+    rhs = forget_features.T @ logit_changes  # [dim, classes]
+    update = torch.linalg.solve(gram, rhs).T  # [classes, dim]
+    net.fc.weight.add_(update[:, :-1].to(net.fc.weight.dtype))
+    if net.fc.bias is not None:
+        net.fc.bias.add_(update[:, -1].to(net.fc.bias.dtype))
+
+
+def disturbance_scores(net, retain_loader, device, max_examples: int) -> list[torch.Tensor]:
+    """|gradient| of retain cross-entropy after the impair step: where repair has most to do."""
+    net.eval()
+    net.zero_grad(set_to_none=True)
+    seen = 0
+    for batch in retain_loader:
+        if seen >= max_examples:
+            break
+        inputs, labels = unpack_batch(batch, device)
+        F.cross_entropy(net(inputs), labels, reduction="sum").backward()
+        seen += inputs.shape[0]
+    scores = [
+        p.grad.detach().abs() if p.grad is not None else torch.zeros_like(p) for p in net.parameters()
+    ]
+    net.zero_grad(set_to_none=True)
+    return scores
+
+
+class Hirs(BaseMethod):
+    """Impair by linear filtration of ``fc`` and masked noise, repair by masked retain fine-tuning.
+
+    1. Each forget example gets a target confidence, the validation confidence at
+       its within-class rank (``methods.saliency.quantile_targets``).
+    2. Impair: with the penultimate features of the forget set and of
+       ``filter_retain_examples`` retain examples, add to ``fc`` the ridge
+       (``ridge``) least-squares update that lowers each forget example's true
+       logit by its excess over the target and keeps retain logits
+       (weighted ``retain_weight``) unchanged. This is exact for a logit change
+       of the true class: the confidence is the true logit minus the log-sum-exp
+       of the others.
+    3. Mask: the ``repair_fraction`` of entries with the largest |gradient| of
+       retain cross-entropy on the impaired model (``mask_examples`` retain
+       examples); Gaussian noise of ``noise_scale`` x each tensor's standard
+       deviation on them.
+    4. Repair: ``repair_epochs`` epochs of masked SGD on the retain set, each
+       followed by one targeted pass over the forget set (confidences above their
+       target pulled down, same mask), so repair does not bring the forget set back.
+    """
+
+    name = "hirs"
+
+    def __init__(
+        self,
+        *,
+        filter_retain_examples: int = 1024,
+        retain_weight: float = 1.0,
+        ridge: float = 1.0,
+        repair_fraction: float = 0.3,
+        mask_examples: int = 512,
+        noise_scale: float = 0.3,
+        repair_epochs: int = 2,
+        lr: float = 0.01,
+        forget_lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        forget_batch_size: int = 32,
+    ) -> None:
+        self.filter_retain_examples = filter_retain_examples
+        self.retain_weight = retain_weight
+        self.ridge = ridge
+        self.repair_fraction = repair_fraction
+        self.mask_examples = mask_examples
+        self.noise_scale = noise_scale
+        self.repair_epochs = repair_epochs
+        self.lr = lr
+        self.forget_lr = forget_lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.forget_batch_size = forget_batch_size
+
+    def run(self, net, retain_loader, forget_loader, val_loader) -> None:
+        device = model_device(net)
+        images, labels = collect(forget_loader, device)
+        if len(labels):
+            val_conf, val_labels = loader_confidences(net, val_loader, device)
+            current = confidences(net, images, labels)
+            targets = quantile_targets(current, labels, val_conf, val_labels)
+            self.impair(net, retain_loader, images, labels, current - targets, device)
+        masks = top_fraction_masks(
+            disturbance_scores(net, retain_loader, device, self.mask_examples), self.repair_fraction
+        )
+        perturb(net, masks, self.noise_scale)
+        optimizer = optim.SGD(net.parameters(), lr=self.lr, momentum=self.momentum)
+        forget_optimizer = optim.SGD(net.parameters(), lr=self.forget_lr, momentum=self.momentum)
+        for _ in range(self.repair_epochs):
+            rehearsal(net, optimizer, masks, retain_loader, device, len(retain_loader), self.weight_decay)
+            if len(labels):
+                targeted_pass(
+                    net,
+                    forget_optimizer,
+                    masks,
+                    images,
+                    labels,
+                    targets,
+                    self.forget_batch_size,
+                    self.weight_decay,
+                )
+        net.eval()
+
+    def impair(self, net, retain_loader, images, labels, excess, device) -> None:
+        retain_images = []
+        kept = 0
+        for batch in retain_loader:
+            if kept >= self.filter_retain_examples:
+                break
+            inputs, _ = unpack_batch(batch, device)
+            retain_images.append(inputs[: self.filter_retain_examples - kept])
+            kept += retain_images[-1].shape[0]
+        retain_features = penultimate_features(net, torch.cat(retain_images)) if retain_images else (
+            torch.zeros(0, net.fc.in_features + 1, dtype=torch.float64, device=device)
+        )
+        changes = torch.zeros(len(labels), net.fc.out_features, dtype=torch.float64, device=device)
+        changes[torch.arange(len(labels), device=device), labels] = -excess.double()
+        filter_final_layer(
+            net,
+            penultimate_features(net, images),
+            changes,
+            retain_features,
+            self.retain_weight,
+            self.ridge,
+        )
