@@ -58,6 +58,7 @@ def _temporary_sibling(path: Path) -> Iterator[Path]:
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     tmp = Path(name)
+    tmp.chmod(_umasked(0o666))
     try:
         yield tmp
         os.replace(tmp, path)
@@ -101,12 +102,20 @@ def atomic_directory(path: Path | str) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(_umasked(0o777))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _replace_directory(tmp, path)
+
+
+def _umasked(mode: int) -> int:
+    """The permissions a plain ``open()``/``mkdir()`` would give: mkstemp/mkdtemp use owner-only."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
 
 
 def _replace_directory(new: Path, path: Path) -> None:

@@ -199,6 +199,13 @@ def test_options_key_ignores_dict_order_and_changes_with_values():
     assert options_key({"a": 1, "b": 2}) != options_key({"a": 1, "b": 3})
 
 
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    reference = tmp_path / "plain.txt"
+    reference.write_text("")
+    written = atomic_write_text(tmp_path / "atomic.txt", "")
+    assert written.stat().st_mode == reference.stat().st_mode
+
+
 def test_atomic_write_replaces_the_whole_file_and_leaves_no_temp_file(tmp_path):
     target = atomic_write_text(tmp_path / "out.txt", "old")
     atomic_write_json(target, {"new": True})
