@@ -7,15 +7,14 @@ be mistaken for a cell marker; every value from Python goes through ``repr``
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 import nbformat
 
+from builder.atomic_files import write_text_atomic
 from builder.errors import BuildError
 from builder.extract import Extracted
 
@@ -121,15 +120,7 @@ def _display_path(path: Path) -> str:
 
 def write_notebook(notebook, path: Path) -> Path:
     """Write atomically: a notebook is either complete on disk or not there."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            nbformat.write(notebook, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, nbformat.writes(notebook))
     return path
 
 
