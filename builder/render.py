@@ -32,7 +32,8 @@ DRIVER_NAMES: dict[str, tuple | None] = {
     "torch": ("imp", "torch", None),
     "DataLoader": ("imp", "torch.utils.data", "DataLoader"),
     "Dataset": ("imp", "torch.utils.data", "Dataset"),
-    "read_image": ("imp", "torchvision.io", "read_image"),
+    "np": ("imp", "numpy", None),
+    "Image": ("imp", "PIL", "Image"),
     "resnet18": ("imp", "torchvision.models", "resnet18"),
     **{
         name: None
@@ -40,7 +41,7 @@ DRIVER_NAMES: dict[str, tuple | None] = {
             "DATA_DIR WORK_DIR N_CHECKPOINTS BATCH_SIZE REQUIRE_GPU ASSETS_DIR DEVICE load_split "
             "CompetitionDataset make_loaders retain_loader forget_loader validation_loader "
             "original_path call_seconds checkpoint_index net started state checkpoints archive "
-            "name mean_seconds handle"
+            "name mean_seconds handle png pixels"
         ).split()
     },
 }
