@@ -57,7 +57,10 @@ def load_server_state(net) -> dict | None:
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
     names = [name for name, _ in net.named_parameters()]
-    if state.get("format") != SERVER_STATE_FORMAT or list(state.get("parameter_names", [])) != names:
+    if (
+        state.get("format") != SERVER_STATE_FORMAT
+        or list(state.get("parameter_names", [])) != names
+    ):
         return None
     return state
 

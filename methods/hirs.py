@@ -94,7 +94,8 @@ def disturbance_scores(net, retain_loader, device, max_examples: int) -> list[to
         F.cross_entropy(net(inputs), labels, reduction="sum").backward()
         seen += inputs.shape[0]
     scores = [
-        p.grad.detach().abs() if p.grad is not None else torch.zeros_like(p) for p in net.parameters()
+        p.grad.detach().abs() if p.grad is not None else torch.zeros_like(p)
+        for p in net.parameters()
     ]
     net.zero_grad(set_to_none=True)
     return scores
@@ -167,7 +168,9 @@ class Hirs(BaseMethod):
         optimizer = optim.SGD(net.parameters(), lr=self.lr, momentum=self.momentum)
         forget_optimizer = optim.SGD(net.parameters(), lr=self.forget_lr, momentum=self.momentum)
         for _ in range(self.repair_epochs):
-            rehearsal(net, optimizer, masks, retain_loader, device, len(retain_loader), self.weight_decay)
+            rehearsal(
+                net, optimizer, masks, retain_loader, device, len(retain_loader), self.weight_decay
+            )
             if len(labels):
                 targeted_pass(
                     net,
@@ -190,8 +193,10 @@ class Hirs(BaseMethod):
             inputs, _ = unpack_batch(batch, device)
             retain_images.append(inputs[: self.filter_retain_examples - kept])
             kept += retain_images[-1].shape[0]
-        retain_features = penultimate_features(net, torch.cat(retain_images)) if retain_images else (
-            torch.zeros(0, net.fc.in_features + 1, dtype=torch.float64, device=device)
+        retain_features = (
+            penultimate_features(net, torch.cat(retain_images))
+            if retain_images
+            else (torch.zeros(0, net.fc.in_features + 1, dtype=torch.float64, device=device))
         )
         changes = torch.zeros(len(labels), net.fc.out_features, dtype=torch.float64, device=device)
         changes[torch.arange(len(labels), device=device), labels] = -excess.double()

@@ -142,7 +142,12 @@ class ProgressiveSaliency(BaseMethod):
             signal = float((confidences(net, images, labels) - targets).mean())
             elapsed = time.perf_counter() - started
             ROUND_LOG.append(
-                {"round": round_index + 1, "signal": signal, "forget_loss": forget_loss, "seconds": elapsed}
+                {
+                    "round": round_index + 1,
+                    "signal": signal,
+                    "forget_loss": forget_loss,
+                    "seconds": elapsed,
+                }
             )
             LOGGER.info(
                 "round %d: forget excess %.3f (stop at %.3f), forget loss %.4f, %.1f s",

@@ -29,7 +29,9 @@ def collect(loader, device) -> tuple[torch.Tensor, torch.Tensor]:
         images.append(inputs)
         labels.append(targets)
     if not images:
-        return torch.zeros(0, 3, 32, 32, device=device), torch.zeros(0, dtype=torch.long, device=device)
+        return torch.zeros(0, 3, 32, 32, device=device), torch.zeros(
+            0, dtype=torch.long, device=device
+        )
     return torch.cat(images), torch.cat(labels)
 
 
@@ -45,7 +47,9 @@ def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def confidences(net, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def confidences(
+    net, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
+) -> torch.Tensor:
     """Eval-mode margins of ``images``: what the metric measures on a finished model."""
     was_training = net.training
     net.eval()
@@ -107,7 +111,9 @@ def quantile_targets(
     return torch.minimum(targets, forget_conf)
 
 
-def forget_gradient_scores(net, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> list[torch.Tensor]:
+def forget_gradient_scores(
+    net, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
+) -> list[torch.Tensor]:
     """|gradient| of the summed forget cross-entropy per parameter entry, in eval mode.
 
     Eval mode keeps BatchNorm statistics untouched by the measurement.
@@ -116,9 +122,12 @@ def forget_gradient_scores(net, images: torch.Tensor, labels: torch.Tensor, batc
     net.eval()
     net.zero_grad(set_to_none=True)
     for i in range(0, len(labels), batch_size):
-        F.cross_entropy(net(images[i : i + batch_size]), labels[i : i + batch_size], reduction="sum").backward()
+        F.cross_entropy(
+            net(images[i : i + batch_size]), labels[i : i + batch_size], reduction="sum"
+        ).backward()
     scores = [
-        p.grad.detach().abs() if p.grad is not None else torch.zeros_like(p) for p in net.parameters()
+        p.grad.detach().abs() if p.grad is not None else torch.zeros_like(p)
+        for p in net.parameters()
     ]
     net.zero_grad(set_to_none=True)
     net.train(was_training)
@@ -165,7 +174,9 @@ def perturb(net, masks: list[torch.Tensor], scale: float) -> None:
         parameter.add_(noise * mask)
 
 
-def masked_step(net, optimizer, masks: list[torch.Tensor], loss: torch.Tensor, weight_decay: float) -> None:
+def masked_step(
+    net, optimizer, masks: list[torch.Tensor], loss: torch.Tensor, weight_decay: float
+) -> None:
     """One SGD step that changes only masked entries (weight decay included, so frozen ones stay exact)."""
     optimizer.zero_grad(set_to_none=False)
     loss.backward()
