@@ -149,7 +149,37 @@ def peaky(rng, models, examples):
     return unlearned, retrained
 
 
+def on_thresholds(rng, models, examples):
+    """Inner confidences moved exactly onto thresholds of both families (ranges unchanged).
+
+    Whether a model on a threshold counts as predicted positive, and which side of
+    a threshold a grid point lands on after rounding, decide these epsilons.
+    """
+    # Spreads wider than the windows' 4 units let the single-threshold family decide some.
+    unlearned = rng.normal(0.0, 2.5, size=(models, examples))
+    retrained = rng.normal(0.5, 5.0, size=(models, examples))
+    ratio = np.ptp(retrained, axis=0) / np.ptp(unlearned, axis=0)
+    retrained *= np.maximum(1.0, 1.5 / ratio)
+    for i in range(examples):
+        narrow, wide = unlearned[:, i], retrained[:, i]  # the window's positive side is narrow
+        pooled = np.concatenate([narrow, wide])
+        width = narrow.max() - narrow.min()
+        singles = np.linspace(pooled.min(), pooled.max(), int(np.ceil(np.ptp(pooled) * 100)))
+        low, high = narrow.min() + width - 2.0, narrow.max() + 2.0
+        rights = np.linspace(low, high, int(np.ceil((high - low) * 100)))
+        lefts = np.concatenate([np.linspace(r - width - 2.0, r - width + 2.0, 400) for r in rights])
+        window_ends = np.concatenate([rights, lefts[399::400], lefts])
+        for side in (narrow, wide):
+            for grid in (singles, window_ends[: 2 * len(rights)], lefts):
+                inside = grid[(grid > side.min()) & (grid < side.max())]
+                inner = np.argsort(side)[1:-1]
+                chosen = rng.choice(inner, size=min(2, len(inner)) if len(inside) else 0)
+                side[chosen] = rng.choice(inside, size=len(chosen))
+    return unlearned, retrained
+
+
 CASES = {
+    "on_thresholds": on_thresholds,
     "overlapping": overlapping,
     "tied": tied,
     "equal": equal,
@@ -174,16 +204,80 @@ def test_forget_quality_matches_the_literal_rules(case):
     assert forget_quality(unlearned, retrained, device="cpu") == pytest.approx(expected, abs=1e-6)
 
 
-def test_confidences_on_a_threshold_fall_on_the_organisers_side():
-    # Integer confidences put models exactly on the pooled min and max thresholds and
-    # near the window edges that the organisers' grids reach only up to rounding.
-    rng = np.random.default_rng(3)
-    unlearned = rng.integers(0, 4, size=(9, 6)).astype(np.float64)
-    retrained = rng.integers(1, 5, size=(9, 6)).astype(np.float64)
+def window_grids(narrow: np.ndarray):
+    """The literal right thresholds, and all left thresholds, when ``narrow`` is the window's side."""
+    width = narrow.max() - narrow.min()
+    low, high = narrow.min() + width - 2.0, narrow.max() + 2.0
+    rights = np.linspace(low, high, int(np.ceil((high - low) * 100)))
+    lefts = np.concatenate([np.linspace(r - width - 2.0, r - width + 2.0, 400) for r in rights])
+    return rights, lefts
+
+
+def assert_matches_literal(unlearned: np.ndarray, retrained: np.ndarray) -> None:
     expected = literal_example_epsilons(unlearned, retrained)
-    np.testing.assert_allclose(
-        example_epsilons(unlearned, retrained, device="cpu"), expected, atol=1e-6
-    )
+    assert expected.max() < CAP  # the case is only telling if the rules stop short of the cap
+    got = example_epsilons(unlearned, retrained, device="cpu")
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_a_model_on_a_single_threshold_counts_as_predicted_positive():
+    # Pooled range 0..3.5; a retrained model sits exactly on a threshold with an
+    # unlearned one a hair above: only "> t" (not the rules' ">= t") would separate
+    # them. The retrained side is the narrower, so windows cannot separate them either.
+    on_threshold = np.linspace(0.0, 3.5, 350)[150]
+    unlearned = np.array([[on_threshold + 1e-9], [on_threshold + 0.1], [3.5], [3.5]])
+    retrained = np.array([[0.0], [0.5], [1.0], [on_threshold]])
+    assert_matches_literal(unlearned, retrained)
+
+
+def test_a_model_on_a_window_right_end_counts_as_inside():
+    # Every window around the unlearned models ends at or after the first right
+    # threshold past them, where a retrained model sits.
+    unlearned = np.array([0.0, 0.3, 0.6, 1.0])
+    rights, _ = window_grids(unlearned)
+    retrained = np.array([-8.0, -7.0, rights[rights > 1.0][0], 9.0])
+    assert_matches_literal(unlearned[:, None], retrained[:, None])
+
+
+def test_a_model_on_a_window_left_end_counts_as_inside():
+    # A retrained model sits on the last left threshold below the unlearned models.
+    unlearned = np.array([0.1, 0.4, 0.7, 1.1])
+    _, lefts = window_grids(unlearned)
+    retrained = np.array([-8.0, -7.0, lefts[lefts < 0.1].max(), 9.0])
+    assert_matches_literal(unlearned[:, None], retrained[:, None])
+
+
+def fenced_by_rounding(rounds_inside: bool, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Examples of four unlearned models fenced by retrained ones so that one window
+    alone could separate the sides: the one whose left end equals the unlearned
+    minimum only up to rounding. ``rounds_inside`` picks cases where np.linspace's
+    rounding puts that end at or below the minimum (the window separates them) or above."""
+    rng = np.random.default_rng(0)
+    found = []
+    while len(found) < count:
+        low, width = rng.uniform(-20.0, 20.0), rng.uniform(0.5, 3.0)
+        unlearned = np.array([low, low + width / 3, low + width / 2, low + width])
+        rights, _ = window_grids(unlearned)
+        right = rights[rights >= unlearned.max()][0]
+        width = unlearned.max() - unlearned.min()
+        lefts = np.linspace(right - width - 2.0, right - width + 2.0, 400)
+        near = lefts[np.abs(lefts - low) < 1e-12]
+        if len(near) == 1 and (near[0] <= low) == rounds_inside:
+            found.append(
+                (unlearned, np.array([low - 10.0, low - 1e-9, right + 1e-9, right + 10.0]))
+            )
+    return np.stack([u for u, _ in found], axis=1), np.stack([r for _, r in found], axis=1)
+
+
+def test_window_ends_round_as_numpy_linspace_rounds():
+    inside_u, inside_r = fenced_by_rounding(rounds_inside=True, count=4)
+    outside_u, outside_r = fenced_by_rounding(rounds_inside=False, count=4)
+    unlearned = np.concatenate([inside_u, outside_u], axis=1)
+    retrained = np.concatenate([inside_r, outside_r], axis=1)
+    expected = literal_example_epsilons(unlearned, retrained)
+    assert (expected[:4] == CAP).all() and (expected[4:] < CAP).all()  # rounding alone decides
+    got = example_epsilons(unlearned, retrained, device="cpu")
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 
 def test_tensor_inputs_score_like_arrays():
