@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -667,3 +668,18 @@ def test_dataset_not_listed_yet_reads_as_missing_not_as_a_failure():
         return CommandOutput(1, "404 Client Error: Not Found for url: http://x\n")
 
     assert dataset_status(runner, "alice/unlearnkit-x-assets") == "missing"
+
+
+def test_packaged_files_get_the_usual_permissions_not_the_temp_files_private_ones(tmp_path):
+    notebook = dry_run_notebook("plain_method", tmp_path / "out", with_assets=False)
+    result = package(
+        "plain_method",
+        notebook_path=notebook,
+        method_cls=PlainMethod,
+        owner="alice",
+        out_root=tmp_path / "out",
+    )
+    umask = os.umask(0)
+    os.umask(umask)
+    assert result.kernel_dir.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (result.kernel_dir / "kernel-metadata.json").stat().st_mode & 0o777 == 0o666 & ~umask
