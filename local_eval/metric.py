@@ -36,22 +36,26 @@ PEAKY_RANGE_RATIO = 0.01
 BUCKET_WIDTH = 0.5
 CONFIDENCE_FLOOR = 1e-45
 
-# Thresholds (times examples) processed at once: bounds memory to a few hundred MB
-# on a CPU; a GPU takes more at once because it has the memory and the parallelism.
-CPU_CHUNK_THRESHOLDS = 1 << 22
+# Thresholds (times examples) processed at once. On a CPU a few examples at a time
+# keep the working arrays near the cache (larger chunks measured ~1.8x slower); a
+# GPU takes more at once because it has the memory and wants the parallelism.
+CPU_CHUNK_THRESHOLDS = 1 << 19
 GPU_CHUNK_THRESHOLDS = 1 << 25
 
+Array = np.ndarray | torch.Tensor
+Device = torch.device | str | None
 
-def logit_scaled_confidence(logits, targets):
-    """log(p) - log(1 - p) of the true class, as LiRA and the organisers compute it.
 
-    ``p`` and ``q`` (the sum of the other classes' probabilities) come from a
-    float64 softmax of the max-shifted logits, each floored by 1e-45 inside the
+def logit_scaled_confidence(logits: Array, targets: Array) -> Array:
+    """log(p) - log(q) per example, as LiRA and the organisers compute it.
+
+    ``p`` (the true class's probability) and ``q`` (the other classes' total) come
+    from a float64 softmax of the max-shifted logits, each floored by 1e-45 inside the
     log, so that saturated models give large but finite confidences. Returns a
     float64 tensor for tensor input (on its device) and a numpy array otherwise.
     """
     as_numpy = not isinstance(logits, torch.Tensor)
-    z = torch.as_tensor(np.asarray(logits) if as_numpy else logits).to(torch.float64)
+    z = torch.as_tensor(np.asarray(logits) if as_numpy else logits.detach()).to(torch.float64)
     t = torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor) else targets)
     t = t.to(device=z.device, dtype=torch.long)
     if z.ndim != 2 or t.shape != (z.shape[0],):
@@ -76,7 +80,9 @@ def logit_scaled_confidence(logits, targets):
     return conf.cpu().numpy() if as_numpy else conf
 
 
-def example_epsilons(unlearned_confs, retrained_confs, device=None) -> np.ndarray:
+def example_epsilons(
+    unlearned_confs: Array, retrained_confs: Array, device: Device = None
+) -> np.ndarray:
     """Each forget example's epsilon in [0, 50], float64, shape [num_examples].
 
     Both inputs are [num_models, num_examples] (numpy or torch). ``device`` picks
@@ -127,7 +133,7 @@ def max_epsilon(num_models: int) -> float:
     return float(math.ceil(math.log(num_models - 1))) if num_models > 1 else -math.inf
 
 
-def epsilon_points(epsilons, num_models: int) -> np.ndarray:
+def epsilon_points(epsilons: Array | Sequence[float], num_models: int) -> np.ndarray:
     """Points per epsilon: 1 below 0.5, halving every 0.5 after, 0 from ``max_epsilon`` on.
 
     The bucket of an epsilon is the first one whose end exceeds it, so 0.5 itself
@@ -140,7 +146,7 @@ def epsilon_points(epsilons, num_models: int) -> np.ndarray:
     return np.where(bucket < num_buckets, 0.5 ** np.minimum(bucket, num_buckets), 0.0)
 
 
-def forget_quality(unlearned_confs, retrained_confs, device=None) -> float:
+def forget_quality(unlearned_confs: Array, retrained_confs: Array, device: Device = None) -> float:
     """F: the mean points of the forget examples' epsilons (1 is indistinguishable from retraining)."""
     unlearned, _ = _checked_pair(unlearned_confs, retrained_confs)
     num_models, num_examples = unlearned.shape
@@ -166,7 +172,9 @@ def final_score(F: float, ra_u: float, ra_r: float, ta_u: float, ta_r: float) ->
     return float(F * (ra_u / ra_r) * (ta_u / ta_r))
 
 
-def _checked_pair(unlearned_confs, retrained_confs) -> tuple[torch.Tensor, torch.Tensor]:
+def _checked_pair(
+    unlearned_confs: Array, retrained_confs: Array
+) -> tuple[torch.Tensor, torch.Tensor]:
     unlearned = _as_float64("unlearned_confs", unlearned_confs)
     retrained = _as_float64("retrained_confs", retrained_confs)
     if unlearned.shape != retrained.shape:
@@ -184,7 +192,7 @@ def _checked_pair(unlearned_confs, retrained_confs) -> tuple[torch.Tensor, torch
     return unlearned, retrained
 
 
-def _as_float64(name: str, confs) -> torch.Tensor:
+def _as_float64(name: str, confs: Array) -> torch.Tensor:
     if isinstance(confs, torch.Tensor):
         tensor = confs.detach().to(torch.float64)
     else:
@@ -202,7 +210,7 @@ def _as_float64(name: str, confs) -> torch.Tensor:
     return tensor
 
 
-def _pick_device(device, *inputs) -> torch.device:
+def _pick_device(device: Device, *inputs: Array) -> torch.device:
     if device is not None:
         return torch.device(device)
     for x in inputs:

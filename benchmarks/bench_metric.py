@@ -1,0 +1,112 @@
+"""Time forget_quality at the competition's size: 5,000 forget examples x 512 models per side.
+
+The organisers' per-example, per-threshold loop takes hours at this size on a CPU;
+this records what the vectorised metric takes, so regressions show. Run:
+
+    .venv/bin/python benchmarks/bench_metric.py [--examples 5000] [--models 512] [--device cpu]
+
+It writes benchmarks/results/metric.json and a one-line note in metric.md.
+Not a test: it asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from builder.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
+from local_eval.metric import forget_quality  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def realistic_confidences(examples: int, models: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two overlapping, normal-ish confidence distributions per forget example.
+
+    Logit-scaled confidences of training examples sit mostly between -2 and 10
+    with an example-specific spread; an imperfect unlearning method shifts and
+    widens them a little. Per-example ranges of 3 to 20 units mean 300 to 2,000
+    single thresholds, as in real scoring.
+    """
+    rng = np.random.default_rng(seed)
+    centre = rng.uniform(-2.0, 10.0, size=examples)
+    spread = rng.uniform(0.5, 3.0, size=examples)
+    retrained = rng.normal(centre, spread, size=(models, examples))
+    shift = rng.normal(0.0, 0.5, size=examples)
+    widen = rng.uniform(0.8, 1.3, size=examples)
+    unlearned = rng.normal(centre + shift, spread * widen, size=(models, examples))
+    return unlearned, retrained
+
+
+def cpu_name() -> str:
+    """The CPU model, so figures from different machines are not compared by mistake."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=5000)
+    parser.add_argument("--models", type=int, default=512)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    unlearned, retrained = realistic_confidences(args.examples, args.models, args.seed)
+    forget_quality(unlearned[:, :8], retrained[:, :8], device=device)  # warm-up: kernels, caches
+
+    started_cpu, started = time.process_time(), time.perf_counter()
+    quality = forget_quality(unlearned, retrained, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - started_cpu
+
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    result = {
+        "benchmark": "forget_quality",
+        "examples": args.examples,
+        "models_per_side": args.models,
+        "device": str(device),
+        "device_name": device_name,
+        "torch_threads": torch.get_num_threads(),
+        "seconds": round(seconds, 3),
+        "process_cpu_seconds": round(cpu_seconds, 3),
+        "ms_per_example": round(1000 * seconds / args.examples, 3),
+        "forget_quality": quality,
+        "seed": args.seed,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    note = (
+        f"forget_quality, {args.examples} examples x {args.models} models per side: "
+        f"{seconds:.1f} s wall ({cpu_seconds:.1f} s CPU) on {device} "
+        f"({result['device_name']}, {result['torch_threads']} torch thread(s)), "
+        f"F = {quality:.4f}, {result['finished_at']}\n"
+    )
+    write_json_atomic(RESULTS / "metric.json", result)
+    write_text_atomic(RESULTS / "metric.md", note)
+    print(note, end="")
+
+
+if __name__ == "__main__":
+    main()
