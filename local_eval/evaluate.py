@@ -1,0 +1,422 @@
+"""Score an unlearning method locally the way the competition does.
+
+The method runs N times, each time on a fresh copy of the original model with its
+own seed and freshly shuffled competition-style loaders; the N unlearned models
+are then compared with N models retrained without the forget set. The other N
+retrained models are scored the same way (the retrain ceiling), so a score can be
+read against the best one reachable with this many models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import inspect
+import os
+import platform
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+import methods
+from local_eval.cache import repo_root
+from local_eval.errors import EvalError
+from local_eval.loaders import make_loader
+from local_eval.metric import epsilon_points, example_epsilons, final_score
+from local_eval.presets import Preset, apply_overrides, get_preset, preset_options
+from local_eval.references import EvalData, ModelRecord, References, build_references, measure_model
+from local_eval.report import format_summary, plot_result, result_paths, write_result
+from methods.base import BaseMethod
+from methods.common import ASSETS_ENV
+
+RESULT_FORMAT = 1
+
+
+def default_results_dir() -> Path:
+    return repo_root() / "results"
+
+
+def evaluate_method(
+    method: str | type[BaseMethod],
+    preset: str | Preset = "cpu",
+    overrides: dict[str, Any] | None = None,
+    n_models: int | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    device: torch.device | str | None = None,
+    results_dir: Path | str | None = None,
+    progress: bool = True,
+    echo: bool = True,
+) -> dict[str, Any]:
+    """Run ``method`` N times, score it against the reference models, write and print the result.
+
+    Builds (or resumes) the preset's reference models first. Writes
+    ``results/<preset>/<method>.json`` and ``.png`` and returns the JSON's content.
+    """
+    method_cls = resolve_method(method)
+    preset = resolve_preset(preset, overrides, n_models)
+    device = torch.device(device) if device is not None else _default_device()
+    params = resolve_hyperparameters(method_cls, hyperparameters)
+    started = time.perf_counter()
+
+    refs = build_references(preset, device=device, progress=progress)
+    runs, unlearned_confidences = _run_method(method_cls, params, refs, device, progress)
+    reference_confidences = _stack(refs.reference)
+    ceiling = score_models(refs.ceiling, refs)
+    method_row = _score(
+        unlearned_confidences,
+        reference_confidences,
+        [r["retain_accuracy"] for r in runs],
+        [r["test_accuracy"] for r in runs],
+        [r["forget_accuracy"] for r in runs],
+        refs,
+    )
+    seconds_per_run = sum(r["seconds"] for r in runs) / len(runs)
+    json_path, plot_path = result_paths(
+        results_dir or default_results_dir(), preset.name, method_cls.name
+    )
+    result = {
+        "format": RESULT_FORMAT,
+        "method": method_cls.name,
+        "method_class": f"{method_cls.__module__}.{method_cls.__qualname__}",
+        "source_sha256": method_source_hash(method_cls),
+        "hyperparameters": params,
+        "preset": preset.name,
+        "options": preset_options(preset),
+        "references_key": refs.key,
+        "n_models": preset.n_models,
+        "sizes": {
+            "retain": len(refs.data.retain),
+            "forget": len(refs.data.forget),
+            "val": len(refs.data.val),
+            "test": len(refs.data.test),
+        },
+        **method_row,
+        "seconds_per_run": seconds_per_run,
+        "retrain_seconds": refs.retrain_seconds,
+        "time_fraction": seconds_per_run / refs.retrain_seconds,
+        "ceiling": ceiling,
+        "retrained": _mean_accuracies(refs.reference),
+        "original": _record_accuracies(refs.original),
+        "runs": runs,
+        "device": str(device),
+        "device_name": _device_name(device),
+        "versions": package_versions(),
+        "seconds_total": time.perf_counter() - started,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "json_path": str(json_path),
+        "plot_path": str(plot_path),
+    }
+    plot_result(
+        plot_path,
+        f"{method_cls.name} on {preset.name} (N={preset.n_models}): score {result['score']:.3f}, "
+        f"ceiling {ceiling['score']:.3f}",
+        torch.tensor(result["epsilons"]),
+        torch.tensor(ceiling["epsilons"]),
+        unlearned_confidences,
+        reference_confidences,
+    )
+    write_result(result, json_path)
+    if echo:
+        print(format_summary(result))
+    return result
+
+
+def score_models(records: tuple[ModelRecord, ...], refs: References) -> dict[str, Any]:
+    """Score already-measured models (the retrain ceiling) as if a method had produced them."""
+    return _score(
+        _stack(records),
+        _stack(refs.reference),
+        [r.retain_accuracy for r in records],
+        [r.test_accuracy for r in records],
+        [r.forget_accuracy for r in records],
+        refs,
+    )
+
+
+def resolve_method(method: str | type[BaseMethod]) -> type[BaseMethod]:
+    """A registered name or a ``BaseMethod`` subclass, as the CLI and tests pass them."""
+    if isinstance(method, type) and issubclass(method, BaseMethod):
+        if not method.name:
+            raise EvalError(
+                f"{method.__module__}.{method.__qualname__} has no `name`: set the class "
+                'attribute `name = "..."` so results can be filed under it.'
+            )
+        return method
+    handlers = methods.all_method_handlers()
+    if method not in handlers:
+        raise EvalError(
+            f"No method named {method!r} is registered: choose one of {', '.join(sorted(handlers))}, "
+            "or add yours to _METHODS in methods/__init__.py."
+        )
+    return handlers[method]
+
+
+def resolve_preset(
+    preset: str | Preset, overrides: dict[str, Any] | None, n_models: int | None
+) -> Preset:
+    overrides = dict(overrides or {})
+    if n_models is not None:
+        overrides["n_models"] = n_models
+    if isinstance(preset, Preset):
+        return apply_overrides(preset, overrides)
+    return get_preset(preset, overrides)
+
+
+def resolve_hyperparameters(
+    method_cls: type[BaseMethod], values: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The method's defaults with ``values`` applied; strings are converted to the default's type."""
+    try:
+        defaults = method_cls().hyperparameters()
+    except Exception as exc:
+        raise EvalError(
+            f"{_where(method_cls)}: {method_cls.__name__}() failed with default arguments "
+            f"({type(exc).__name__}: {exc}); every hyperparameter needs a default."
+        ) from exc
+    unknown = sorted(set(values or {}) - set(defaults))
+    if unknown:
+        raise EvalError(
+            f"{_where(method_cls)}: method {method_cls.name!r} has no hyperparameter "
+            f"{', '.join(map(repr, unknown))}; its hyperparameters are "
+            f"{', '.join(sorted(defaults)) or '(none)'}."
+        )
+    params = dict(defaults)
+    for key, value in (values or {}).items():
+        params[key] = _coerce_like(key, value, defaults[key], method_cls)
+    return params
+
+
+def method_source_hash(method_cls: type[BaseMethod]) -> str:
+    """Hash of the source files the method's class hierarchy lives in.
+
+    The leaderboard reuses a result only while this is unchanged, so an edited
+    method is re-scored even when its name and hyperparameters stay the same.
+    """
+    digest = hashlib.sha256()
+    files = []
+    for cls in method_cls.__mro__:
+        if cls is object:
+            continue
+        source = inspect.getsourcefile(cls)
+        if source and source not in files:
+            files.append(source)
+    for source in sorted(files):
+        digest.update(Path(source).name.encode())
+        digest.update(Path(source).read_bytes())
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "torchvision", "numpy", "unlearnkit"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _run_method(
+    method_cls: type[BaseMethod],
+    params: dict[str, Any],
+    refs: References,
+    device: torch.device,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], torch.Tensor]:
+    preset, data = refs.preset, refs.data
+    runs, confidences = [], []
+    with _assets_folder(method_cls):
+        for i in tqdm(
+            range(preset.n_models), desc=f"{method_cls.name} runs", unit="run", disable=not progress
+        ):
+            seed = preset.seed + i
+            net = refs.load_original(device)
+            loaders = _loaders(preset, data, seed)
+            torch.manual_seed(seed)
+            method = method_cls(**params)
+            started = time.perf_counter()
+            try:
+                returned = method.run(net, *loaders)
+            except EvalError:
+                raise
+            except Exception as exc:
+                raise EvalError(
+                    f"{_failure_location(exc, method_cls)}: method {method_cls.name!r} raised "
+                    f"{type(exc).__name__}: {exc} (run {i + 1} of {preset.n_models}, preset "
+                    f"{preset.name}). Fix the method and score it again."
+                ) from exc
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - started
+            if isinstance(returned, torch.nn.Module) and returned is not net:
+                raise EvalError(
+                    f"{_where(method_cls)}: {method_cls.__name__}.run() returned a new model; the "
+                    "competition notebook saves the `net` it passed in, so modify `net` in place "
+                    "(e.g. net.load_state_dict(other.state_dict())) and return None."
+                )
+            measured = measure_model(net, data, device)
+            confidences.append(measured.pop("forget_confidences"))
+            runs.append({"seed": seed, "seconds": seconds, **measured})
+    return runs, torch.stack(confidences)
+
+
+def _loaders(preset: Preset, data: EvalData, seed: int) -> tuple[Any, Any, Any]:
+    """Retain, forget and validation loaders as the competition gives them: shuffled, batch 64."""
+
+    def loader(images, labels, indices, offset):
+        return make_loader(
+            images,
+            labels,
+            indices,
+            batch_size=preset.batch_size,
+            shuffle=True,
+            seed=seed * 3 + offset,
+            batch_format=preset.batch_format,
+        )
+
+    return (
+        loader(data.train.images, data.train.labels, data.retain, 0),
+        loader(data.train.images, data.train.labels, data.forget, 1),
+        loader(data.heldout.images, data.heldout.labels, data.val, 2),
+    )
+
+
+def _score(
+    confidences: torch.Tensor,
+    reference: torch.Tensor,
+    retain: list[float],
+    test: list[float],
+    forget: list[float],
+    refs: References,
+) -> dict[str, Any]:
+    ra_u, ta_u, fa_u = _mean(retain), _mean(test), _mean(forget)
+    ra_r = _mean([r.retain_accuracy for r in refs.reference])
+    ta_r = _mean([r.test_accuracy for r in refs.reference])
+    # forget_quality() is the mean of these points; computing the epsilons once halves the cost.
+    epsilons = torch.as_tensor(example_epsilons(confidences, reference))
+    quality = float(epsilon_points(epsilons.numpy(), len(confidences)).mean())
+    return {
+        "score": float(final_score(quality, ra_u, ra_r, ta_u, ta_r)),
+        "forget_quality": quality,
+        "retain_ratio": ra_u / ra_r,
+        "test_ratio": ta_u / ta_r,
+        "retain_accuracy": ra_u,
+        "test_accuracy": ta_u,
+        "forget_accuracy": fa_u,
+        "epsilons": epsilons.tolist(),
+    }
+
+
+def _stack(records: tuple[ModelRecord, ...]) -> torch.Tensor:
+    return torch.stack([r.forget_confidences for r in records])
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _record_accuracies(record: ModelRecord) -> dict[str, float]:
+    return {
+        "retain_accuracy": record.retain_accuracy,
+        "test_accuracy": record.test_accuracy,
+        "forget_accuracy": record.forget_accuracy,
+    }
+
+
+def _mean_accuracies(records: tuple[ModelRecord, ...]) -> dict[str, float]:
+    return {
+        key: _mean([getattr(r, key) for r in records])
+        for key in ("retain_accuracy", "test_accuracy", "forget_accuracy")
+    }
+
+
+@contextlib.contextmanager
+def _assets_folder(method_cls: type[BaseMethod]) -> Iterator[None]:
+    """Give a method that has assets the folder the notebook would give it, as the dry-run does."""
+    try:
+        from builder.assets import collect_assets, has_assets
+        from builder.errors import BuildError
+    except ImportError:  # a checkout without the builder can still score asset-free methods
+        yield
+        return
+    if not has_assets(method_cls):
+        yield
+        return
+    previous = os.environ.get(ASSETS_ENV)
+    with tempfile.TemporaryDirectory(prefix="unlearnkit-assets-") as folder:
+        try:
+            collect_assets(method_cls, Path(folder))
+        except BuildError as exc:
+            raise EvalError(str(exc)) from exc
+        os.environ[ASSETS_ENV] = folder
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop(ASSETS_ENV, None)
+            else:
+                os.environ[ASSETS_ENV] = previous
+
+
+def _coerce_like(key: str, value: Any, default: Any, method_cls: type[BaseMethod]) -> Any:
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1")
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise EvalError(
+            f"{_where(method_cls)}: hyperparameter {key}={value!r} cannot be read as "
+            f"{type(default).__name__} like its default {default!r}; pass e.g. {key}={default!r}."
+        ) from None
+
+
+def _where(method_cls: type[BaseMethod]) -> str:
+    try:
+        path = Path(inspect.getsourcefile(method_cls) or "")
+        line = inspect.getsourcelines(method_cls)[1]
+    except (OSError, TypeError):
+        return f"{method_cls.__module__}.{method_cls.__qualname__}"
+    return f"{_relative(path)} line {line}"
+
+
+def _failure_location(exc: BaseException, method_cls: type[BaseMethod]) -> str:
+    """The deepest frame in the method's own file, where the researcher will look first."""
+    source = inspect.getsourcefile(method_cls)
+    frames = traceback.extract_tb(exc.__traceback__)
+    inside = [f for f in frames if source and Path(f.filename) == Path(source)]
+    if not inside:
+        return _where(method_cls)
+    frame = inside[-1]
+    return f"{_relative(Path(frame.filename))} line {frame.lineno}"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(path)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+__all__ = ["evaluate_method", "score_models", "resolve_method", "method_source_hash"]

@@ -1,0 +1,193 @@
+"""Score every registered method on one preset and publish the ranking as Markdown.
+
+Scoring a method takes minutes, so results from earlier runs are reused while
+they still describe the same thing: same preset options, same reference models,
+same method source and default hyperparameters. Anything else is re-scored.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import methods
+from local_eval.cache import atomic_write_text, repo_root
+from local_eval.errors import EvalError
+from local_eval.evaluate import (
+    RESULT_FORMAT,
+    default_results_dir,
+    evaluate_method,
+    method_source_hash,
+    resolve_hyperparameters,
+    resolve_preset,
+    score_models,
+)
+from local_eval.presets import Preset, preset_options
+from local_eval.references import build_references, references_key
+from local_eval.report import result_paths
+from methods.base import BaseMethod
+
+CEILING_LABEL = "*retrain ceiling*"
+
+
+def build_leaderboard(
+    preset: str | Preset = "cpu",
+    overrides: dict[str, Any] | None = None,
+    n_models: int | None = None,
+    device: torch.device | str | None = None,
+    results_dir: Path | str | None = None,
+    docs_dir: Path | str | None = None,
+    rerun: bool = False,
+    only: list[str] | None = None,
+    progress: bool = True,
+    echo: bool = True,
+) -> Path:
+    """Score (or reuse) every method in ``methods.all_method_handlers()`` and write the table.
+
+    A method that fails gets a line saying so instead of stopping the others; the
+    table goes to ``docs/leaderboard-<preset>.md``. ``only`` restricts the run to
+    some registered methods (when scoring all would take too long); the table then
+    names the ones left out, so a partial board never passes for a complete one.
+    """
+    preset = resolve_preset(preset, overrides, n_models)
+    device = torch.device(device) if device is not None else None
+    results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
+    handlers = methods.all_method_handlers()
+    unknown = sorted(set(only or ()) - set(handlers))
+    if unknown:
+        raise EvalError(
+            f"Cannot restrict the leaderboard to {', '.join(map(repr, unknown))}: not registered. "
+            f"Registered methods: {', '.join(handlers)}."
+        )
+    chosen = {name: cls for name, cls in handlers.items() if only is None or name in only}
+    left_out = [name for name in handlers if name not in chosen]
+    rows, failures = [], {}
+    for name, method_cls in chosen.items():
+        reusable = None if rerun else reusable_result(method_cls, preset, results_dir)
+        if reusable is not None:
+            _say(echo, f"{name}: reusing {result_paths(results_dir, preset.name, name)[0]}")
+            rows.append(reusable)
+            continue
+        _say(echo, f"{name}: scoring on preset {preset.name} (N={preset.n_models})")
+        try:
+            rows.append(
+                evaluate_method(
+                    method_cls,
+                    preset,
+                    device=device,
+                    results_dir=results_dir,
+                    progress=progress,
+                    echo=echo,
+                )
+            )
+        except EvalError as exc:
+            _say(echo, f"{name}: failed: {exc}")
+            failures[name] = str(exc)
+    refs = build_references(preset, device=device, progress=progress)
+    ceiling = score_models(refs.ceiling, refs)
+    text = render_leaderboard(
+        preset, rows, ceiling, failures, refs.retrain_seconds, _sizes(refs), left_out
+    )
+    docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
+    path = atomic_write_text(docs / f"leaderboard-{preset.name}.md", text)
+    _say(echo, f"\n{text}\nwrote {path}")
+    return path
+
+
+def reusable_result(
+    method_cls: type[BaseMethod], preset: Preset, results_dir: Path
+) -> dict[str, Any] | None:
+    """The stored result if it was computed exactly as a fresh run would be, else None."""
+    path = result_paths(results_dir, preset.name, method_cls.name)[0]
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    current = {
+        "format": RESULT_FORMAT,
+        "options": json.loads(json.dumps(preset_options(preset))),
+        "references_key": references_key(preset),
+        "source_sha256": method_source_hash(method_cls),
+        "hyperparameters": json.loads(json.dumps(resolve_hyperparameters(method_cls, None))),
+    }
+    if any(result.get(key) != value for key, value in current.items()):
+        return None
+    return result
+
+
+def render_leaderboard(
+    preset: Preset,
+    results: list[dict[str, Any]],
+    ceiling: dict[str, Any],
+    failures: dict[str, str],
+    retrain_seconds: float,
+    sizes: dict[str, int],
+    left_out: list[str] | None = None,
+) -> str:
+    """Markdown: a header with what the numbers stand for, then methods by score."""
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    ceiling_row = {
+        **ceiling,
+        "method": CEILING_LABEL,
+        "time_fraction": 1.0,
+        "seconds_per_run": retrain_seconds,
+    }
+    ranked = sorted([*results, ceiling_row], key=lambda row: row["score"], reverse=True)
+    devices = sorted({row["device"] for row in results}) or ["(no method scored)"]
+    lines = [
+        f"# Leaderboard: preset `{preset.name}`",
+        "",
+        f"Dataset `{preset.dataset}`, model `{preset.arch}`, N = {preset.n_models} unlearned models per "
+        f"method against N retrained ones; forget set {sizes['forget']} images "
+        f"({preset.forget_mode}, {preset.forget_fraction:.0%}), retain {sizes['retain']}, "
+        f"validation {sizes['val']}, test {sizes['test']}. Generated {today} on {', '.join(devices)}; "
+        f"one retraining takes {retrain_seconds:.1f} s.",
+        "",
+        "Score = F x retain ratio x test ratio (the competition's metric, computed locally). "
+        "The retrain ceiling scores the other N retrained models as if they were a method: "
+        "the best score reachable at this N. Time fraction is one run's time over one retraining's.",
+        "",
+        "| rank | method | score | F | retain ratio | test ratio | time fraction | s / run |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    rank = 0
+    for row in ranked:
+        is_ceiling = row["method"] == CEILING_LABEL
+        rank += 0 if is_ceiling else 1
+        lines.append(
+            f"| {'' if is_ceiling else rank} | {row['method']} | {row['score']:.4f} | "
+            f"{row['forget_quality']:.4f} | {row['retain_ratio']:.3f} | {row['test_ratio']:.3f} | "
+            f"{row['time_fraction']:.3f} | {row['seconds_per_run']:.2f} |"
+        )
+    if failures:
+        lines += ["", "Methods that failed (fix them and run `make leaderboard` again):", ""]
+        lines += [
+            f"- `{name}`: {' '.join(message.split())}" for name, message in sorted(failures.items())
+        ]
+    if left_out:
+        lines += [
+            "",
+            "Registered but not scored in this run: " + ", ".join(f"`{n}`" for n in left_out) + ".",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _sizes(refs) -> dict[str, int]:
+    data = refs.data
+    return {
+        "retain": len(data.retain),
+        "forget": len(data.forget),
+        "val": len(data.val),
+        "test": len(data.test),
+    }
+
+
+def _say(echo: bool, message: str) -> None:
+    if echo:
+        print(message, flush=True)

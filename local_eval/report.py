@@ -1,0 +1,131 @@
+"""What a scoring run leaves behind: a JSON of every figure, a one-screen summary, a plot.
+
+The JSON is what the leaderboard reuses and what a researcher diffs between two
+versions of a method; the summary is what they read in the terminal; the plot
+shows *why* F is what it is: which forget examples still look unlike retraining.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from local_eval.cache import atomic_write_bytes, atomic_write_json
+from local_eval.metric import max_epsilon
+
+PLOTTED_EXAMPLES = 4
+
+
+def result_paths(results_dir: Path | str, preset: str, method: str) -> tuple[Path, Path]:
+    """Where a method's JSON and PNG go: ``results/<preset>/<method>.{json,png}``."""
+    folder = Path(results_dir) / preset
+    return folder / f"{method}.json", folder / f"{method}.png"
+
+
+def write_result(result: dict[str, Any], path: Path) -> Path:
+    return atomic_write_json(path, result)
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """The figures a researcher compares between runs, unlearned beside the baselines."""
+    opts = result["options"]
+    sizes = result["sizes"]
+    lines = [
+        f"{result['method']} on preset {result['preset']}: {opts['dataset']}, {opts['arch']}, "
+        f"N={result['n_models']}, forget {sizes['forget']} ({opts['forget_mode']}) / "
+        f"retain {sizes['retain']} / test {sizes['test']}, {result['device']}",
+        "",
+        f"  {'':<18}{'score':>7}{'F':>7}{'retain':>8}{'test':>7}{'forget':>8}   accuracy / ratio",
+    ]
+    for label, row in (
+        (result["method"], result),
+        ("retrain ceiling", result["ceiling"]),
+    ):
+        lines.append(
+            f"  {label[:18]:<18}{row['score']:>7.4f}{row['forget_quality']:>7.3f}"
+            f"{row['retain_accuracy']:>8.3f}{row['test_accuracy']:>7.3f}{row['forget_accuracy']:>8.3f}"
+            f"   ratios {row['retain_ratio']:.3f} / {row['test_ratio']:.3f}"
+        )
+    for label, row in (("retrained (ref)", result["retrained"]), ("original", result["original"])):
+        lines.append(
+            f"  {label:<18}{'':>7}{'':>7}"
+            f"{row['retain_accuracy']:>8.3f}{row['test_accuracy']:>7.3f}{row['forget_accuracy']:>8.3f}"
+        )
+    lines += [
+        "",
+        f"  time per run {result['seconds_per_run']:.2f} s = {result['time_fraction']:.3f} of one "
+        f"retraining ({result['retrain_seconds']:.1f} s)",
+        f"  score = F x retain ratio x test ratio; the ceiling is the best reachable at N={result['n_models']}",
+    ]
+    if result.get("json_path"):
+        lines.append(f"  wrote {result['json_path']} and {result['plot_path']}")
+    return "\n".join(lines)
+
+
+def plot_result(
+    path: Path,
+    title: str,
+    epsilons: torch.Tensor,
+    ceiling_epsilons: torch.Tensor,
+    unlearned_confidences: torch.Tensor,
+    retrained_confidences: torch.Tensor,
+) -> Path:
+    """Epsilon histogram (ceiling for comparison) and a few forget examples' confidences.
+
+    The examples are spread over the epsilon range (worst first), because the worst
+    example alone hides whether the method fails broadly or on a few outliers.
+    Confidences are ``[models, forget examples]``.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(12, 5), layout="constrained")
+    grid = figure.add_gridspec(
+        2, 1 + PLOTTED_EXAMPLES // 2, width_ratios=[2] + [1] * (PLOTTED_EXAMPLES // 2)
+    )
+    histogram = figure.add_subplot(grid[:, 0])
+    finite = torch.cat([epsilons, ceiling_epsilons])
+    finite = finite[torch.isfinite(finite)]
+    top = float(finite.max()) if finite.numel() else 1.0
+    bins = torch.linspace(0, max(top, 1e-6), 30).tolist()
+    histogram.hist(epsilons.tolist(), bins=bins, alpha=0.7, label="unlearned vs retrained")
+    histogram.hist(
+        ceiling_epsilons.tolist(), bins=bins, histtype="step", linewidth=2, label="retrain ceiling"
+    )
+    no_points = max_epsilon(len(unlearned_confidences))
+    histogram.axvline(
+        no_points, color="grey", linestyle="--", label=f"0 points from {no_points:.0f}"
+    )
+    histogram.set_xlabel("per-example epsilon (lower is better)")
+    histogram.set_ylabel("forget examples")
+    histogram.set_title("Per-example epsilons")
+    histogram.legend(loc="upper right")
+
+    for slot, example in enumerate(_examples_to_plot(epsilons)):
+        axis = figure.add_subplot(grid[slot % 2, 1 + slot // 2])
+        unlearned = unlearned_confidences[:, example]
+        retrained = retrained_confidences[:, example]
+        both = torch.cat([unlearned, retrained])
+        edges = torch.linspace(float(both.min()), float(both.max()) + 1e-6, 15).tolist()
+        axis.hist(retrained.tolist(), bins=edges, alpha=0.6, label="retrained")
+        axis.hist(unlearned.tolist(), bins=edges, alpha=0.6, label="unlearned")
+        axis.set_title(f"forget #{example}: eps {float(epsilons[example]):.2f}", fontsize=9)
+        axis.set_xlabel("logit-scaled confidence", fontsize=8)
+        axis.tick_params(labelsize=7)
+        if slot == 0:
+            axis.legend(fontsize=7, loc="upper left")
+    figure.suptitle(title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _examples_to_plot(epsilons: torch.Tensor) -> list[int]:
+    """Examples spread evenly from the worst epsilon to the best, without repeats."""
+    order = torch.argsort(torch.nan_to_num(epsilons, nan=0.0, posinf=1e9), descending=True).tolist()
+    if len(order) <= PLOTTED_EXAMPLES:
+        return order
+    picks = [round(q * (len(order) - 1)) for q in torch.linspace(0, 1, PLOTTED_EXAMPLES).tolist()]
+    return [order[i] for i in dict.fromkeys(picks)]

@@ -1,0 +1,188 @@
+"""Specification of the leaderboard: every registered method scored, ranked, written as Markdown."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+import torch
+
+import methods
+from local_eval import leaderboard
+from local_eval.errors import EvalError
+from local_eval.leaderboard import build_leaderboard
+from methods.base import BaseMethod
+from methods.finetune import Finetune
+
+
+class Untouched(BaseMethod):
+    """Leaves the original as it is: the natural last place."""
+
+    name = "untouched"
+
+    def run(self, net, retain_loader, forget_loader, val_loader) -> None:
+        net.eval()
+
+
+class Broken(BaseMethod):
+    name = "broken"
+
+    def run(self, net, retain_loader, forget_loader, val_loader) -> None:
+        raise RuntimeError("shape mismatch in my head")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and parallel test runs do not fight over cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+    """The smoke references shared with the other scoring tests: the models are the slow part."""
+    folder = tmp_path_factory.getbasetemp() / "smoke-references"
+    patcher = pytest.MonkeyPatch()
+    patcher.setenv("UNLEARNKIT_CACHE", str(folder))
+    yield folder
+    patcher.undo()
+
+
+@pytest.fixture(scope="module")
+def two_methods():
+    """Two registered methods instead of the whole collection, to stay fast."""
+    patcher = pytest.MonkeyPatch()
+    register(patcher, Finetune, Untouched)
+    yield
+    patcher.undo()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, two_methods):
+    """One leaderboard built from scratch, read by the tests that only inspect it."""
+    folder = tmp_path_factory.mktemp("board")
+    return folder, board(folder)
+
+
+@pytest.fixture
+def rebuild(built, tmp_path):
+    """A copy of the built board's folders, so a test can change them and build again."""
+    shutil.copytree(built[0], tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+@pytest.fixture
+def scoring_calls(monkeypatch):
+    calls = []
+    real = leaderboard.evaluate_method
+
+    def counting(method_cls, *args, **kwargs):
+        calls.append(method_cls.name)
+        return real(method_cls, *args, **kwargs)
+
+    monkeypatch.setattr(leaderboard, "evaluate_method", counting)
+    return calls
+
+
+def register(patcher, *classes):
+    patcher.setattr(methods, "all_method_handlers", lambda: {c.name: c for c in classes})
+
+
+def board(folder, n_models=3):
+    return build_leaderboard(
+        "smoke",
+        n_models=n_models,
+        results_dir=folder / "results",
+        docs_dir=folder / "docs",
+        progress=False,
+        echo=False,
+    )
+
+
+def table_rows(text: str) -> list[list[str]]:
+    rows = [line for line in text.splitlines() if line.startswith("|")][2:]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+def test_table_is_written_to_docs_leaderboard_preset(built):
+    folder, path = built
+    assert path == folder / "docs" / "leaderboard-smoke.md"
+
+
+def test_table_has_a_row_per_registered_method_and_the_ceiling(built):
+    names = [row[1] for row in table_rows(built[1].read_text())]
+    assert sorted(names) == sorted(["finetune", "untouched", leaderboard.CEILING_LABEL])
+
+
+def test_rows_are_sorted_by_score(built):
+    scores = [float(row[2]) for row in table_rows(built[1].read_text())]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_rows_show_score_f_ratios_and_time_fraction(built):
+    header = next(line for line in built[1].read_text().splitlines() if line.startswith("| rank"))
+    for column in ("score", "F", "retain ratio", "test ratio", "time fraction"):
+        assert f"| {column} |" in header
+
+
+def test_rows_match_the_result_files(built):
+    folder, path = built
+    stored = json.loads((folder / "results" / "smoke" / "finetune.json").read_text())
+    row = next(row for row in table_rows(path.read_text()) if row[1] == "finetune")
+    assert float(row[2]) == pytest.approx(stored["score"], abs=5e-5)
+
+
+def test_header_names_preset_models_and_dataset(built):
+    text = built[1].read_text()
+    assert "`smoke`" in text and "N = 3" in text and "`synthetic`" in text
+    assert re.search(r"Generated \d{4}-\d{2}-\d{2}", text)
+
+
+def test_current_results_are_reused_without_scoring_again(rebuild, scoring_calls):
+    board(rebuild)
+    assert scoring_calls == []
+
+
+def test_results_of_an_edited_method_are_scored_again(rebuild, scoring_calls):
+    path = rebuild / "results" / "smoke" / "finetune.json"
+    stale = json.loads(path.read_text())
+    stale["source_sha256"] = "an older version of finetune.py"
+    path.write_text(json.dumps(stale))
+    board(rebuild)
+    assert scoring_calls == ["finetune"]
+
+
+def test_results_for_other_options_are_scored_again(rebuild, scoring_calls):
+    board(rebuild, n_models=4)
+    assert sorted(scoring_calls) == ["finetune", "untouched"]
+
+
+def test_a_failing_method_is_listed_without_stopping_the_others(rebuild, monkeypatch):
+    register(monkeypatch, Finetune, Broken)
+    text = board(rebuild).read_text()
+    assert "finetune" in [row[1] for row in table_rows(text)]
+    assert re.search(r"- `broken`: .*RuntimeError: shape mismatch in my head", text)
+
+
+def test_a_board_restricted_to_some_methods_names_the_ones_left_out(rebuild):
+    path = build_leaderboard(
+        "smoke",
+        n_models=3,
+        only=["finetune"],
+        results_dir=rebuild / "results",
+        docs_dir=rebuild / "docs",
+        progress=False,
+        echo=False,
+    )
+    text = path.read_text()
+    assert "untouched" not in [row[1] for row in table_rows(text)]
+    assert "not scored in this run: `untouched`" in text
+
+
+def test_restricting_to_an_unregistered_method_is_an_error(rebuild):
+    with pytest.raises(EvalError, match="'nope': not registered"):
+        build_leaderboard("smoke", only=["nope"], results_dir=rebuild, docs_dir=rebuild)
