@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from methods.amnesiacs import Amnesiacs
 from methods.ams_unlearn import AmsUnlearn
+from methods.bad_teacher import BadTeacher
 from methods.base import BaseMethod
 from methods.fanchuan import Fanchuan
 from methods.finetune import Finetune, MyMethod
@@ -34,6 +35,7 @@ _METHODS: tuple[type[BaseMethod], ...] = (
     Forget,
     SalUn,
     Scrub,
+    BadTeacher,
     ProgressiveSaliency,
     AmsUnlearn,
     Hirs,

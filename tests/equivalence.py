@@ -8,6 +8,7 @@ by the builder.
 from __future__ import annotations
 
 import copy
+import os
 import random
 from pathlib import Path
 
@@ -15,10 +16,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from builder.assets import collect_assets, has_assets
 from builder.discover import resolve_target
 from builder.extract import extract_unlearning
 from builder.hyperparameters import instantiate
-from builder.render import DRIVER_NAMES
+from builder.render import ASSETS_ENV, DRIVER_NAMES
 from local_eval.models import build_model
 
 
@@ -63,10 +65,23 @@ def tiny_model() -> torch.nn.Module:
 
 
 def run_class_and_generated(
-    target: str | Path, overrides: dict | None = None, as_dict: bool = True, class_name: str | None = None
+    target: str | Path,
+    overrides: dict | None = None,
+    as_dict: bool = True,
+    class_name: str | None = None,
+    assets_dir: Path | None = None,
 ) -> tuple[dict, dict, str]:
-    """State dicts after the class's run() and after the generated unlearning(), and the source."""
+    """State dicts after the class's run() and after the generated unlearning(), and the source.
+
+    Methods with assets read them from ``assets_dir`` (required for those), exactly as
+    the notebook reads its attached dataset.
+    """
     method = resolve_target(str(target), class_name)
+    if has_assets(method.cls):
+        if assets_dir is None:
+            raise ValueError(f"{method.method_name} has assets: pass assets_dir")
+        collect_assets(method.cls, assets_dir)
+        os.environ[ASSETS_ENV] = str(assets_dir)
     extracted = extract_unlearning(method, overrides, reserved=DRIVER_NAMES)
     namespace: dict = {"__name__": "generated_unlearning"}
     exec(compile(extracted.source, f"<unlearning of {method.method_name}>", "exec"), namespace)

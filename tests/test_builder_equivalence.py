@@ -22,8 +22,11 @@ SHORTER = {
 
 
 @pytest.mark.parametrize("name", sorted(all_method_handlers()))
-def test_registered_method_and_its_notebook_code_give_identical_weights(name):
-    by_class, by_notebook, _ = run_class_and_generated(name, SHORTER.get(name))
+def test_registered_method_and_its_notebook_code_give_identical_weights(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNKIT_ASSETS_DIR", str(tmp_path / "assets"))  # restored afterwards
+    by_class, by_notebook, _ = run_class_and_generated(
+        name, SHORTER.get(name), assets_dir=tmp_path / "assets"
+    )
     assert differing_tensors(by_class, by_notebook) == []
 
 
