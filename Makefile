@@ -51,10 +51,10 @@ submit: setup
 	$(CLI) submit $(METHOD) $(SET_ARGS) $(if $(PUSH),--push,)
 
 eval: setup
-	$(CLI) eval $(METHOD) $(SET_ARGS) --preset $(PRESET)
+	$(CLI) eval $(METHOD) $(SET_ARGS) --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),)
 
 leaderboard: setup
-	$(CLI) leaderboard --preset $(PRESET)
+	$(CLI) leaderboard --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),)
 
 test: setup check-notebooks
 	$(PY) -m pytest -q

@@ -296,40 +296,55 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_options(args: argparse.Namespace) -> dict:
-    options = {
+def _preset_fields(args: argparse.Namespace) -> dict:
+    """Command-line options that change the preset (and so the reference models)."""
+    fields = {
         "n_models": args.n_models,
         "data_root": args.data_root,
         "batch_format": args.batch_format,
         "forget_mode": args.forget,
     }
-    return {k: v for k, v in options.items() if v is not None}
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from builder.hyperparameters import parse_overrides
 
-    overrides = parse_overrides(args.overrides)
+    hyperparameters = parse_overrides(args.overrides)
+    if args.requests and args.federated:
+        raise EvalError("--requests and --federated are separate modes: choose one")
     if args.requests:
         from local_eval.requests import evaluate_requests
 
-        evaluate_requests(args.method, args.preset, args.requests, overrides=overrides, **_eval_options(args))
-        return 0
-    if args.federated:
+        evaluate_requests(args.method, args.preset, args.requests, hyperparameters, **_preset_fields(args))
+    elif args.federated:
         from local_eval.federated import evaluate_federated
 
-        evaluate_federated(args.method, args.preset, args.federated, overrides=overrides, **_eval_options(args))
-        return 0
-    from local_eval.evaluate import evaluate_method
+        evaluate_federated(args.method, args.preset, args.federated, hyperparameters, **_preset_fields(args))
+    else:
+        from local_eval.evaluate import evaluate_method
 
-    evaluate_method(args.method, args.preset, overrides=overrides, **_eval_options(args))
+        evaluate_method(
+            args.method, args.preset, overrides=_preset_fields(args), hyperparameters=hyperparameters
+        )
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from local_eval.leaderboard import build_leaderboard
+    if args.requests and args.federated:
+        raise EvalError("--requests and --federated are separate modes: choose one")
+    if args.requests:
+        from local_eval.requests import leaderboard_requests
 
-    path = build_leaderboard(args.preset, **_eval_options(args))
+        path = leaderboard_requests(args.preset, args.requests, **_preset_fields(args))
+    elif args.federated:
+        from local_eval.federated import leaderboard_federated
+
+        path = leaderboard_federated(args.preset, args.federated, **_preset_fields(args))
+    else:
+        from local_eval.leaderboard import build_leaderboard
+
+        path = build_leaderboard(args.preset, overrides=_preset_fields(args))
     print(path)
     return 0
 
