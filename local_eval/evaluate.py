@@ -49,21 +49,25 @@ def evaluate_method(
     preset: str | Preset = "cpu",
     overrides: dict[str, Any] | None = None,
     n_models: int | None = None,
-    hyperparameters: dict[str, Any] | None = None,
+    *,
     device: torch.device | str | None = None,
     results_dir: Path | str | None = None,
     progress: bool = True,
     echo: bool = True,
+    **options: Any,
 ) -> dict[str, Any]:
     """Run ``method`` N times, score it against the reference models, write and print the result.
 
-    Builds (or resumes) the preset's reference models first. Writes
-    ``results/<preset>/<method>.json`` and ``.png`` and returns the JSON's content.
+    ``overrides`` are the method's hyperparameters (the CLI's ``--set``; strings are
+    read as the default's type); ``options`` are preset fields (``data_root``,
+    ``batch_format``, ``forget_mode``, ...). Builds (or resumes) the preset's
+    reference models first. Writes ``results/<preset>/<method>.json`` and ``.png``
+    and returns the JSON's content.
     """
     method_cls = resolve_method(method)
-    preset = resolve_preset(preset, overrides, n_models)
+    preset = resolve_preset(preset, options, n_models)
     device = torch.device(device) if device is not None else _default_device()
-    params = resolve_hyperparameters(method_cls, hyperparameters)
+    params = resolve_hyperparameters(method_cls, overrides)
     started = time.perf_counter()
 
     refs = build_references(preset, device=device, progress=progress)

@@ -36,8 +36,8 @@ CEILING_LABEL = "*retrain ceiling*"
 
 def build_leaderboard(
     preset: str | Preset = "cpu",
-    overrides: dict[str, Any] | None = None,
     n_models: int | None = None,
+    *,
     device: torch.device | str | None = None,
     results_dir: Path | str | None = None,
     docs_dir: Path | str | None = None,
@@ -45,6 +45,7 @@ def build_leaderboard(
     only: list[str] | None = None,
     progress: bool = True,
     echo: bool = True,
+    **options: Any,
 ) -> Path:
     """Score (or reuse) every method in ``methods.all_method_handlers()`` and write the table.
 
@@ -52,8 +53,10 @@ def build_leaderboard(
     table goes to ``docs/leaderboard-<preset>.md``. ``only`` restricts the run to
     some registered methods (when scoring all would take too long); the table then
     names the ones left out, so a partial board never passes for a complete one.
+    ``options`` are preset fields (``data_root``, ``batch_format``, ...), as for
+    ``evaluate_method``; every method runs with its default hyperparameters.
     """
-    preset = resolve_preset(preset, overrides, n_models)
+    preset = resolve_preset(preset, options, n_models)
     device = torch.device(device) if device is not None else None
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
     handlers = methods.all_method_handlers()

@@ -186,7 +186,7 @@ def test_tuple_batch_format_gives_methods_tuples(cache, results_dir):
     evaluate_method(
         BatchFormatProbe,
         "smoke",
-        overrides={"batch_format": "tuple"},
+        batch_format="tuple",
         n_models=3,
         results_dir=results_dir,
         progress=False,
@@ -208,7 +208,7 @@ def test_hyperparameters_from_the_command_line_take_the_default_type(cache, resu
         BatchFormatProbe,
         "smoke",
         n_models=3,
-        hyperparameters={"lr": "0.01", "steps": "3"},
+        overrides={"lr": "0.01", "steps": "3"},
         results_dir=results_dir,
         progress=False,
         echo=False,
@@ -218,7 +218,7 @@ def test_hyperparameters_from_the_command_line_take_the_default_type(cache, resu
 
 def test_unknown_hyperparameter_names_the_valid_ones(cache, results_dir):
     with pytest.raises(EvalError, match="no hyperparameter 'momentum'.*lr, steps"):
-        evaluate_method(BatchFormatProbe, "smoke", hyperparameters={"momentum": 0.9})
+        evaluate_method(BatchFormatProbe, "smoke", overrides={"momentum": 0.9})
 
 
 def test_unknown_method_lists_the_registered_ones():
