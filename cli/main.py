@@ -324,9 +324,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         from local_eval.evaluate import evaluate_method
 
-        evaluate_method(
-            args.method, args.preset, overrides=_preset_fields(args), hyperparameters=hyperparameters
-        )
+        evaluate_method(args.method, args.preset, hyperparameters, **_preset_fields(args))
     return 0
 
 
@@ -344,7 +342,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     else:
         from local_eval.leaderboard import build_leaderboard
 
-        path = build_leaderboard(args.preset, overrides=_preset_fields(args))
+        path = build_leaderboard(args.preset, **_preset_fields(args))
     print(path)
     return 0
 
