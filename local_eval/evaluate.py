@@ -146,7 +146,19 @@ def score_models(records: tuple[ModelRecord, ...], refs: References) -> dict[str
 
 
 def resolve_method(method: str | type[BaseMethod]) -> type[BaseMethod]:
-    """A registered name or a ``BaseMethod`` subclass, as the CLI and tests pass them."""
+    """A registered name, a method file's path or a ``BaseMethod`` subclass.
+
+    Paths let a researcher score a method before registering it, as the builder
+    lets them build its notebook.
+    """
+    if isinstance(method, str) and (method.endswith(".py") or "/" in method or "\\" in method):
+        from builder.discover import resolve_target
+        from builder.errors import BuildError
+
+        try:
+            method = resolve_target(method).cls
+        except BuildError as exc:
+            raise EvalError(str(exc)) from exc
     if isinstance(method, type) and issubclass(method, BaseMethod):
         if not method.name:
             raise EvalError(
@@ -158,7 +170,7 @@ def resolve_method(method: str | type[BaseMethod]) -> type[BaseMethod]:
     if method not in handlers:
         raise EvalError(
             f"No method named {method!r} is registered: choose one of {', '.join(sorted(handlers))}, "
-            "or add yours to _METHODS in methods/__init__.py."
+            "add yours to _METHODS in methods/__init__.py, or pass the path of its file."
         )
     return handlers[method]
 

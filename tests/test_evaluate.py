@@ -238,3 +238,19 @@ def test_a_method_returning_a_new_model_is_told_to_modify_net_in_place(cache, re
         evaluate_method(
             ReturnsNewModel, "smoke", n_models=3, results_dir=results_dir, progress=False
         )
+
+
+def test_a_method_file_can_be_scored_before_it_is_registered(cache, tmp_path):
+    source = tmp_path / "idea.py"
+    source.write_text(
+        "from methods.base import BaseMethod\n\n\n"
+        "class Idea(BaseMethod):\n"
+        '    name = "idea"\n\n'
+        "    def run(self, net, retain_loader, forget_loader, val_loader):\n"
+        "        net.eval()\n"
+    )
+    result = evaluate_method(
+        str(source), "smoke", n_models=3, results_dir=tmp_path, progress=False, echo=False
+    )
+    assert result["method"] == "idea"
+    assert (tmp_path / "smoke" / "idea.json").exists()
