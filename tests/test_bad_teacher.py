@@ -148,6 +148,8 @@ def test_model_with_more_classes_than_the_teacher_is_explained(assets_dir):
 def test_notebook_code_matches_the_class_with_the_bundled_teacher(assets_dir):
     from tests.equivalence import differing_tensors, run_class_and_generated
 
-    by_class, by_notebook, source = run_class_and_generated("methods/bad_teacher.py")
+    by_class, by_notebook, source = run_class_and_generated(
+        "methods/bad_teacher.py", assets_dir=assets_dir
+    )
     assert differing_tensors(by_class, by_notebook) == []
     assert "build_assets" not in source
