@@ -66,8 +66,8 @@ PRESETS: dict[str, Preset] = {
         name="cpu",
         dataset="fashion_mnist",
         arch="resnet18_w16",
-        # 1200 images x 16 epochs: ~20 s per model on one core, train accuracy ~0.998
-        # against ~0.79 test, so the original clearly memorises its forget set.
+        # 1200 images x 16 epochs: ~20 s of one core per model (65 models: ~22 min), train
+        # accuracy 0.998 against 0.82 test, so the original clearly memorises its forget set.
         original_recipe=Recipe(epochs=16, lr=0.05, batch_size=64, augment=False),
         retrain_recipe=Recipe(epochs=16, lr=0.05, batch_size=64, augment=False),
         n_models=32,
