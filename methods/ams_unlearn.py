@@ -89,6 +89,7 @@ class AmsUnlearn(BaseMethod):
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         forget_batch_size: int = 32,
+        forget_max_norm: float | None = None,
     ) -> None:
         self.rounds = rounds
         self.saliency_fraction = saliency_fraction
@@ -101,6 +102,7 @@ class AmsUnlearn(BaseMethod):
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.forget_batch_size = forget_batch_size
+        self.forget_max_norm = forget_max_norm
 
     def run(self, net, retain_loader, forget_loader, val_loader) -> None:
         device = model_device(net)
@@ -136,6 +138,7 @@ class AmsUnlearn(BaseMethod):
                         targets,
                         self.forget_batch_size,
                         self.weight_decay,
+                        self.forget_max_norm,
                     )
             rehearsal(
                 net,

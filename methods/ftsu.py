@@ -103,6 +103,7 @@ class Ftsu(BaseMethod):
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         forget_batch_size: int = 32,
+        forget_max_norm: float | None = None,
     ) -> None:
         self.saliency_fraction = saliency_fraction
         self.rollback = rollback
@@ -114,6 +115,7 @@ class Ftsu(BaseMethod):
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.forget_batch_size = forget_batch_size
+        self.forget_max_norm = forget_max_norm
 
     def run(self, net, retain_loader, forget_loader, val_loader) -> None:
         device = model_device(net)
@@ -143,6 +145,7 @@ class Ftsu(BaseMethod):
                 targets,
                 self.forget_batch_size,
                 self.weight_decay,
+                self.forget_max_norm,
             )
         optimizer = optim.SGD(net.parameters(), lr=self.lr, momentum=self.momentum)
         rehearsal(

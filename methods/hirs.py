@@ -7,9 +7,9 @@ examples' logits as they are, plus noise on the parameters chosen for repair.
 Repair: masked fine-tuning on the retain set of only the parameters the impair
 step disturbed most.
 
-Cost: about 2.1 retain epochs (2 repair epochs, forward passes over the forget
-set and a retain subset for the filtration, and one gradient pass over a retain
-subset for the repair mask).
+Cost: about 1.1 retain epochs (1 repair epoch, a targeted pass over the forget
+set, forward passes over the forget set and a retain subset for the filtration,
+and one gradient pass over a retain subset for the repair mask).
 """
 
 from __future__ import annotations
@@ -117,9 +117,10 @@ class Hirs(BaseMethod):
        retain cross-entropy on the impaired model (``mask_examples`` retain
        examples); Gaussian noise of ``noise_scale`` x each tensor's standard
        deviation on them.
-    4. Repair: ``repair_epochs`` epochs of masked SGD on the retain set, each
-       followed by one targeted pass over the forget set (confidences above their
-       target pulled down, same mask), so repair does not bring the forget set back.
+    4. Repair: ``repair_epochs`` times, one targeted pass over the forget set
+       (confidences above their target pulled down, same mask, gradient norm at
+       most ``forget_max_norm`` when set) so repair does not bring the forget set
+       back, then one epoch of masked SGD on the retain set.
     """
 
     name = "hirs"
@@ -132,13 +133,14 @@ class Hirs(BaseMethod):
         ridge: float = 1.0,
         repair_fraction: float = 0.3,
         mask_examples: int = 512,
-        noise_scale: float = 0.3,
-        repair_epochs: int = 2,
+        noise_scale: float = 0.15,
+        repair_epochs: int = 1,
         lr: float = 0.01,
         forget_lr: float = 0.01,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         forget_batch_size: int = 32,
+        forget_max_norm: float | None = 1.0,
     ) -> None:
         self.filter_retain_examples = filter_retain_examples
         self.retain_weight = retain_weight
@@ -152,10 +154,12 @@ class Hirs(BaseMethod):
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.forget_batch_size = forget_batch_size
+        self.forget_max_norm = forget_max_norm
 
     def run(self, net, retain_loader, forget_loader, val_loader) -> None:
         device = model_device(net)
         images, labels = collect(forget_loader, device)
+        targets = torch.zeros(0, device=device)
         if len(labels):
             val_conf, val_labels = loader_confidences(net, val_loader, device)
             current = confidences(net, images, labels)
@@ -168,9 +172,6 @@ class Hirs(BaseMethod):
         optimizer = optim.SGD(net.parameters(), lr=self.lr, momentum=self.momentum)
         forget_optimizer = optim.SGD(net.parameters(), lr=self.forget_lr, momentum=self.momentum)
         for _ in range(self.repair_epochs):
-            rehearsal(
-                net, optimizer, masks, retain_loader, device, len(retain_loader), self.weight_decay
-            )
             if len(labels):
                 targeted_pass(
                     net,
@@ -181,7 +182,11 @@ class Hirs(BaseMethod):
                     targets,
                     self.forget_batch_size,
                     self.weight_decay,
+                    self.forget_max_norm,
                 )
+            rehearsal(
+                net, optimizer, masks, retain_loader, device, len(retain_loader), self.weight_decay
+            )
         net.eval()
 
     def impair(self, net, retain_loader, images, labels, excess, device) -> None:

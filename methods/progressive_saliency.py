@@ -41,11 +41,13 @@ ROUND_LOG: list[dict] = []
 
 
 class ProgressiveSaliency(BaseMethod):
-    """Rounds of saliency mask, targeted forget update and masked rehearsal, stopped adaptively.
+    """Rounds of saliency mask, targeted forget update and masked rehearsal, steered by a signal.
 
     Before the rounds: the forget set is copied once; each forget example gets a
     target confidence, the validation confidence at the same within-class rank
-    (``methods.saliency.quantile_targets``), measured on the original model.
+    (``methods.saliency.quantile_targets``), measured on the original model. The
+    signal is the mean forget confidence minus the mean target: the forget set's
+    excess over unseen data, in logit units, which is about 0 for a retrained model.
 
     Each round:
 
@@ -54,15 +56,17 @@ class ProgressiveSaliency(BaseMethod):
     2. In the first round only, Gaussian noise of ``noise_scale`` x each tensor's
        standard deviation on the masked entries (retrained models differ by their
        random start; the unlearned ones need a comparable spread).
-    3. ``forget_passes`` passes over the forget set minimising the squared excess
-       of each example's confidence over its target, masked SGD at ``forget_lr``,
-       in eval mode.
+    3. While the signal is above ``band``: ``forget_passes`` passes over the forget
+       set pulling each example's confidence down to its target (Huber loss on
+       the excess, masked SGD at ``forget_lr``, eval mode, masked gradient norm
+       at most ``forget_max_norm`` when set).
     4. ``rehearsal_fraction`` of a retain epoch of masked cross-entropy at
-       ``retain_lr`` in train mode.
-    5. Signal: mean forget confidence minus mean target (the forget set's excess
-       over unseen data, in logit units). The rounds stop when it is at most
-       ``tolerance``, after ``max_rounds``, or when ``time_budget_s`` seconds have
-       passed (generous by default: a guard for slow hardware, not the policy).
+       ``retain_lr`` in train mode: it repairs utility and, when the forget set
+       was pushed below its target, brings it back up.
+    5. The signal is measured again. The rounds stop when it lies within
+       +-``band`` (no earlier than ``min_rounds``), after ``max_rounds``, or when
+       ``time_budget_s`` seconds have passed (generous by default: a guard for
+       slow hardware, not the policy).
 
     Every round's signal is logged (logger ``unlearnkit.progressive_saliency``,
     level INFO) and kept in the module-level ``ROUND_LOG``.
@@ -73,20 +77,24 @@ class ProgressiveSaliency(BaseMethod):
     def __init__(
         self,
         *,
-        max_rounds: int = 4,
+        max_rounds: int = 6,
+        min_rounds: int = 2,
+        band: float = 1.0,
         saliency_fraction: float = 0.3,
         noise_scale: float = 0.3,
-        forget_passes: int = 2,
+        forget_passes: int = 1,
         forget_lr: float = 0.01,
         retain_lr: float = 0.01,
         rehearsal_fraction: float = 0.5,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         forget_batch_size: int = 32,
-        tolerance: float = 0.0,
+        forget_max_norm: float | None = None,
         time_budget_s: float = 3600.0,
     ) -> None:
         self.max_rounds = max_rounds
+        self.min_rounds = min_rounds
+        self.band = band
         self.saliency_fraction = saliency_fraction
         self.noise_scale = noise_scale
         self.forget_passes = forget_passes
@@ -96,7 +104,7 @@ class ProgressiveSaliency(BaseMethod):
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.forget_batch_size = forget_batch_size
-        self.tolerance = tolerance
+        self.forget_max_norm = forget_max_norm
         self.time_budget_s = time_budget_s
 
     def run(self, net, retain_loader, forget_loader, val_loader) -> None:
@@ -108,7 +116,9 @@ class ProgressiveSaliency(BaseMethod):
             net.eval()
             return
         val_conf, val_labels = loader_confidences(net, val_loader, device)
-        targets = quantile_targets(confidences(net, images, labels), labels, val_conf, val_labels)
+        current = confidences(net, images, labels)
+        targets = quantile_targets(current, labels, val_conf, val_labels)
+        signal = float((current - targets).mean())
         forget_optimizer = optim.SGD(net.parameters(), lr=self.forget_lr, momentum=self.momentum)
         retain_optimizer = optim.SGD(net.parameters(), lr=self.retain_lr, momentum=self.momentum)
         rehearsal_batches = max(1, math.ceil(self.rehearsal_fraction * len(retain_loader)))
@@ -119,7 +129,7 @@ class ProgressiveSaliency(BaseMethod):
             if round_index == 0:
                 perturb(net, masks, self.noise_scale)
             forget_loss = 0.0
-            for _ in range(self.forget_passes):
+            for _ in range(self.forget_passes if signal > self.band else 0):
                 forget_loss = targeted_pass(
                     net,
                     forget_optimizer,
@@ -129,6 +139,7 @@ class ProgressiveSaliency(BaseMethod):
                     targets,
                     self.forget_batch_size,
                     self.weight_decay,
+                    self.forget_max_norm,
                 )
             rehearsal(
                 net,
@@ -150,13 +161,14 @@ class ProgressiveSaliency(BaseMethod):
                 }
             )
             LOGGER.info(
-                "round %d: forget excess %.3f (stop at %.3f), forget loss %.4f, %.1f s",
+                "round %d: forget excess %.3f (band +-%.3f), forget loss %.4f, %.1f s",
                 round_index + 1,
                 signal,
-                self.tolerance,
+                self.band,
                 forget_loss,
                 elapsed,
             )
-            if signal <= self.tolerance or elapsed > self.time_budget_s:
+            settled = abs(signal) <= self.band and round_index + 1 >= self.min_rounds
+            if settled or elapsed > self.time_budget_s:
                 break
         net.eval()

@@ -175,15 +175,32 @@ def perturb(net, masks: list[torch.Tensor], scale: float) -> None:
 
 
 def masked_step(
-    net, optimizer, masks: list[torch.Tensor], loss: torch.Tensor, weight_decay: float
+    net,
+    optimizer,
+    masks: list[torch.Tensor],
+    loss: torch.Tensor,
+    weight_decay: float,
+    max_norm: float | None = None,
 ) -> None:
-    """One SGD step that changes only masked entries (weight decay included, so frozen ones stay exact)."""
+    """One SGD step that changes only masked entries (weight decay included, so frozen ones stay exact).
+
+    With ``max_norm`` the masked gradient is rescaled to at most that norm: the
+    forget-confidence gradient of an overconfident model can be a hundred times
+    the retain loss's, and one such step undoes what training built.
+    """
     optimizer.zero_grad(set_to_none=False)
     loss.backward()
     with torch.no_grad():
+        grads = []
         for parameter, mask in zip(net.parameters(), masks):
             if parameter.grad is not None:
                 parameter.grad.add_(parameter, alpha=weight_decay).mul_(mask)
+                grads.append(parameter.grad)
+        if max_norm is not None and grads:
+            norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
+            if float(norm) > max_norm:
+                for g in grads:
+                    g.mul_(max_norm / float(norm))
     optimizer.step()
 
 
@@ -196,6 +213,7 @@ def targeted_pass(
     targets: torch.Tensor,
     batch_size: int,
     weight_decay: float,
+    max_norm: float | None = None,
 ) -> float:
     """One shuffled pass pulling each forget example's confidence down to its target.
 
@@ -212,7 +230,7 @@ def targeted_pass(
         chosen = order[i : i + batch_size]
         excess = F.relu(margin(net(images[chosen]), labels[chosen]) - targets[chosen])
         loss = F.smooth_l1_loss(excess, torch.zeros_like(excess))
-        masked_step(net, optimizer, masks, loss, weight_decay)
+        masked_step(net, optimizer, masks, loss, weight_decay, max_norm)
         total += float(loss.detach())
         batches += 1
     return total / max(batches, 1)

@@ -231,20 +231,30 @@ def test_fingerprint_changes_with_a_running_statistic():
 
 
 def test_progressive_saliency_logs_one_signal_per_round():
-    run_method(ProgressiveSaliency, make_loaders(), max_rounds=3, tolerance=-math.inf)
+    run_method(ProgressiveSaliency, make_loaders(), max_rounds=3, band=-1.0)
     assert [entry["round"] for entry in progressive_saliency.ROUND_LOG] == [1, 2, 3]
     assert all(isinstance(entry["signal"], float) for entry in progressive_saliency.ROUND_LOG)
 
 
-def test_progressive_saliency_stops_once_the_forget_set_looks_unseen():
-    run_method(ProgressiveSaliency, make_loaders(), max_rounds=3, tolerance=math.inf)
+def test_progressive_saliency_stops_once_the_signal_settles_within_the_band():
+    run_method(ProgressiveSaliency, make_loaders(), max_rounds=3, min_rounds=1, band=math.inf)
     assert len(progressive_saliency.ROUND_LOG) == 1
 
 
+def test_progressive_saliency_pulls_the_forget_set_down_only_while_it_is_above_the_band():
+    run_method(ProgressiveSaliency, make_loaders(), max_rounds=2, band=math.inf)
+    assert [entry["forget_loss"] for entry in progressive_saliency.ROUND_LOG] == [0.0, 0.0]
+    run_method(ProgressiveSaliency, make_loaders(), max_rounds=2, band=-math.inf)
+    assert progressive_saliency.ROUND_LOG[0]["forget_loss"] > 0.0
+
+
+def test_progressive_saliency_runs_at_least_its_minimum_rounds():
+    run_method(ProgressiveSaliency, make_loaders(), max_rounds=3, min_rounds=2, band=math.inf)
+    assert len(progressive_saliency.ROUND_LOG) == 2
+
+
 def test_progressive_saliency_stops_when_the_time_budget_is_spent():
-    run_method(
-        ProgressiveSaliency, make_loaders(), max_rounds=3, tolerance=-math.inf, time_budget_s=0.0
-    )
+    run_method(ProgressiveSaliency, make_loaders(), max_rounds=3, band=-1.0, time_budget_s=0.0)
     assert len(progressive_saliency.ROUND_LOG) == 1
 
 
