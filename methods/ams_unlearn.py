@@ -10,7 +10,7 @@ every call in the competition notebook is) finds nothing and starts afresh, whic
 is the single-request method.
 
 Cost: about 1.6 retain epochs (1.5 retain epochs of masked rehearsal, a gradient
-pass and three targeted passes over the forget set, which is about 2 % of the
+pass and two targeted passes over the forget set, which is about 2 % of the
 data, plus the earlier requests' examples when there are any).
 """
 
@@ -78,18 +78,18 @@ class AmsUnlearn(BaseMethod):
     def __init__(
         self,
         *,
-        rounds: int = 3,
+        rounds: int = 1,
         saliency_fraction: float = 0.3,
         saliency_decay: float = 1.0,
-        noise_scale: float = 0.3,
-        forget_passes: int = 1,
+        noise_scale: float = 0.25,
+        forget_passes: int = 2,
         forget_lr: float = 0.01,
         retain_lr: float = 0.01,
         rehearsal_epochs: float = 1.5,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         forget_batch_size: int = 32,
-        forget_max_norm: float | None = None,
+        forget_max_norm: float | None = 1.0,
     ) -> None:
         self.rounds = rounds
         self.saliency_fraction = saliency_fraction

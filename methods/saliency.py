@@ -214,6 +214,7 @@ def targeted_pass(
     batch_size: int,
     weight_decay: float,
     max_norm: float | None = None,
+    per_example: bool = True,
 ) -> float:
     """One shuffled pass pulling each forget example's confidence down to its target.
 
@@ -221,14 +222,17 @@ def targeted_pass(
     reads and BatchNorm statistics are not fitted to the forget set. Only
     confidences above their target are penalised, with a Huber loss so that a
     far-off example (an untrained or saturated model) cannot blow the weights
-    up. Returns the mean loss.
+    up. With ``per_example`` False only the batch's mean excess is penalised,
+    which moves the forget set as a whole and keeps how examples differ (and how
+    runs differ) intact. Returns the mean loss.
     """
     net.eval()
     order = torch.randperm(len(labels), device=labels.device)
     total, batches = 0.0, 0
     for i in range(0, len(order), batch_size):
         chosen = order[i : i + batch_size]
-        excess = F.relu(margin(net(images[chosen]), labels[chosen]) - targets[chosen])
+        gaps = margin(net(images[chosen]), labels[chosen]) - targets[chosen]
+        excess = F.relu(gaps if per_example else gaps.mean(dim=0, keepdim=True))
         loss = F.smooth_l1_loss(excess, torch.zeros_like(excess))
         masked_step(net, optimizer, masks, loss, weight_decay, max_norm)
         total += float(loss.detach())

@@ -22,8 +22,10 @@ from methods.ftsu import SERVER_STATE_ENV, SERVER_STATE_FORMAT, Ftsu, load_serve
 from methods.hirs import Hirs, filter_final_layer, penultimate_features
 from methods.progressive_saliency import ProgressiveSaliency
 from methods.saliency import (
+    confidences,
     margin,
     quantile_targets,
+    targeted_pass,
     top_fraction_masks,
     weights_fingerprint,
 )
@@ -218,6 +220,24 @@ def test_top_fraction_masks_rank_entries_across_all_tensors():
 def test_top_fraction_masks_never_select_entries_without_gradient():
     masks = top_fraction_masks([torch.tensor([0.0, 0.0, 1.0])], 1.0)
     assert masks[0].tolist() == [False, False, True]
+
+
+def test_mean_pull_leaves_a_forget_set_alone_whose_mean_is_on_target():
+    """Examples above and below their targets cancel: only the set's mean excess is pulled."""
+    net = tiny_resnet()
+    images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255
+    labels = torch.arange(8) % NUM_CLASSES
+    current = confidences(net, images, labels)
+    targets = current + torch.tensor([1.0, -1.0] * 4)  # mean excess exactly 0
+    masks = [torch.ones_like(p, dtype=torch.bool) for p in net.parameters()]
+    results = {}
+    for per_example in (False, True):
+        model = copy.deepcopy(net)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        targeted_pass(model, optimizer, masks, images, labels, targets, 8, 0.0, 1.0, per_example)
+        results[per_example] = model
+    assert same_weights(results[False], net)
+    assert not same_weights(results[True], net)
 
 
 def test_fingerprint_changes_with_a_running_statistic():
