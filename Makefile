@@ -51,10 +51,10 @@ submit: setup
 	$(CLI) submit $(METHOD) $(SET_ARGS) $(if $(PUSH),--push,)
 
 eval: setup
-	$(CLI) eval $(METHOD) $(SET_ARGS) --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),)
+	$(CLI) eval $(METHOD) $(SET_ARGS) --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),)
 
 leaderboard: setup
-	$(CLI) leaderboard --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),)
+	$(CLI) leaderboard --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(METHODS),--methods $(METHODS),) $(if $(N),--n-models $(N),)
 
 test: setup check-notebooks
 	$(PY) -m pytest -q

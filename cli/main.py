@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("leaderboard", help="score every registered method and write docs/leaderboard-<preset>.md")
     _eval_args(p)
+    p.add_argument(
+        "--methods", default=None, metavar="NAME,NAME",
+        help="score only these registered methods (the table names the ones left out)",
+    )
     p.set_defaults(func=cmd_leaderboard)
     return parser
 
@@ -331,20 +335,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.requests and args.federated:
         raise EvalError("--requests and --federated are separate modes: choose one")
+    chosen = _method_list(args.methods)
     if args.requests:
         from local_eval.requests import leaderboard_requests
 
-        path = leaderboard_requests(args.preset, args.requests, **_preset_fields(args))
+        path = leaderboard_requests(
+            args.preset, args.requests, method_names=chosen, **_preset_fields(args)
+        )
     elif args.federated:
         from local_eval.federated import leaderboard_federated
 
-        path = leaderboard_federated(args.preset, args.federated, **_preset_fields(args))
+        path = leaderboard_federated(
+            args.preset, args.federated, method_names=chosen, **_preset_fields(args)
+        )
     else:
         from local_eval.leaderboard import build_leaderboard
 
-        path = build_leaderboard(args.preset, **_preset_fields(args))
+        path = build_leaderboard(args.preset, only=chosen, **_preset_fields(args))
     print(path)
     return 0
+
+
+def _method_list(text: str | None) -> list[str] | None:
+    """``--methods a,b`` as a list; None (every registered method) when not given."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise EvalError(
+            f"--methods {text!r} names no method: give registered names separated by commas, "
+            "e.g. --methods finetune,kookmin (see `python -m cli methods`)."
+        )
+    return names
 
 
 if __name__ == "__main__":

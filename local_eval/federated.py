@@ -447,7 +447,14 @@ def leaderboard_federated(
             failures[name] = str(exc)
     refs = federation.refs
     text = render_federated_leaderboard(
-        preset, setup, rows, standard, score_models(refs.ceiling, refs), failures, refs
+        preset,
+        setup,
+        rows,
+        standard,
+        score_models(refs.ceiling, refs),
+        failures,
+        refs,
+        [name for name in handlers if name not in names],
     )
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
     path = atomic_write_text(docs / f"leaderboard-{preset.name}-{MODE}.md", text)
@@ -484,6 +491,7 @@ def render_federated_leaderboard(
     ceiling: dict[str, Any],
     failures: dict[str, str],
     refs: References,
+    left_out: list[str] | None = None,
 ) -> str:
     """Markdown: the federation, then methods by federated score with their standard score beside it."""
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
@@ -525,6 +533,13 @@ def render_federated_leaderboard(
         lines += ["", "Methods that failed:", ""]
         lines += [
             f"- `{name}`: {' '.join(message.split())}" for name, message in sorted(failures.items())
+        ]
+    if left_out:
+        lines += [
+            "",
+            "Registered but not scored in this mode (left out with `--methods`): "
+            + ", ".join(f"`{name}`" for name in left_out)
+            + ".",
         ]
     return "\n".join(lines) + "\n"
 

@@ -317,7 +317,10 @@ def leaderboard_requests(
             _say(echo, f"{name}: failed: {exc}")
             failures[name] = str(exc)
     ceilings = [score_models(r.ceiling, r) for r in refs]
-    text = render_requests_leaderboard(preset, k, plan, rows, ceilings, failures, refs[-1])
+    left_out = [name for name in handlers if name not in names]
+    text = render_requests_leaderboard(
+        preset, k, plan, rows, ceilings, failures, refs[-1], left_out
+    )
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
     path = atomic_write_text(docs / f"leaderboard-{preset.name}-{MODE}.md", text)
     _say(echo, f"\n{text}\nwrote {path}")
@@ -358,6 +361,7 @@ def render_requests_leaderboard(
     ceilings: list[dict[str, Any]],
     failures: dict[str, str],
     final_refs: References,
+    left_out: list[str] | None = None,
 ) -> str:
     """Markdown: what the numbers stand for, then methods by final score with every step's score."""
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
@@ -405,6 +409,13 @@ def render_requests_leaderboard(
         lines += ["", "Methods that failed:", ""]
         lines += [
             f"- `{name}`: {' '.join(message.split())}" for name, message in sorted(failures.items())
+        ]
+    if left_out:
+        lines += [
+            "",
+            "Registered but not scored in this mode (left out with `--methods`): "
+            + ", ".join(f"`{name}`" for name in left_out)
+            + ".",
         ]
     return "\n".join(lines) + "\n"
 

@@ -45,6 +45,10 @@ def test_bad_set_syntax_prints_one_line():
     assert_one_clear_line(cli("notebook", "finetune", "--set", "lr"), "expected NAME=VALUE")
 
 
+def test_leaderboard_with_an_empty_methods_list_prints_one_line():
+    assert_one_clear_line(cli("leaderboard", "--methods", " , "), "names no method")
+
+
 def test_notebook_command_prints_the_path_of_a_valid_notebook():
     result = cli("notebook", "finetune", "--set", "lr=0.02")
     assert result.returncode == 0, result.stderr

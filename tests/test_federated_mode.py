@@ -222,3 +222,18 @@ def test_leaderboard_shows_the_federated_and_the_standard_score(tiny, tmp_path):
     assert path.name == "leaderboard-smoke-federated.md"
     assert "| standard score |" in text and "*retrain ceiling*" in text
     assert f"{standard['score']:.4f} |" in text.split("| finetune |")[1].splitlines()[0]
+
+
+def test_leaderboard_names_the_registered_methods_it_left_out(tiny, tmp_path):
+    text = leaderboard_federated(
+        tiny,
+        2,
+        method_names=["finetune"],
+        with_standard=False,
+        results_dir=tmp_path / "results",
+        docs_dir=tmp_path / "docs",
+        progress=False,
+        echo=False,
+    ).read_text()
+    left_out = text.split("not scored in this mode")[1]
+    assert "`kookmin`" in left_out and "`finetune`" not in left_out

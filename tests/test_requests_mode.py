@@ -184,6 +184,20 @@ def test_leaderboard_shows_every_requests_score_and_the_ceiling(tiny, results_di
     assert "| 1 | finetune |" in text and "*retrain ceiling*" in text
 
 
+def test_leaderboard_names_the_registered_methods_it_left_out(tiny, results_dir, tmp_path):
+    text = leaderboard_requests(
+        tiny,
+        2,
+        method_names=["finetune"],
+        results_dir=results_dir,
+        docs_dir=tmp_path / "docs",
+        progress=False,
+        echo=False,
+    ).read_text()
+    left_out = text.split("not scored in this mode")[1]
+    assert "`kookmin`" in left_out and "`finetune`" not in left_out
+
+
 def test_leaderboard_reuses_a_current_result_instead_of_scoring_again(
     tiny, results_dir, tmp_path, monkeypatch
 ):
