@@ -59,8 +59,9 @@ from local_eval.evaluate import (
     score_models,
 )
 from local_eval.leaderboard import CEILING_LABEL, reusable_result
+from local_eval.leaderboard_plots import board_footer, plot_federated_leaderboard
 from local_eval.models import build_model
-from local_eval.presets import Preset, model_options, preset_options
+from local_eval.presets import Preset, get_preset, model_options, preset_options
 from local_eval.references import (
     CACHE_FORMAT,
     EvalData,
@@ -446,18 +447,27 @@ def leaderboard_federated(
             _say(echo, f"{name}: failed: {exc}")
             failures[name] = str(exc)
     refs = federation.refs
+    ceiling = score_models(refs.ceiling, refs)
+    left_out = [name for name in handlers if name not in names]
     text = render_federated_leaderboard(
-        preset,
-        setup,
-        rows,
-        standard,
-        score_models(refs.ceiling, refs),
-        failures,
-        refs,
-        [name for name in handlers if name not in names],
+        preset, setup, rows, standard, ceiling, failures, refs, left_out
     )
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
-    path = atomic_write_text(docs / f"leaderboard-{preset.name}-{MODE}.md", text)
+    stem = f"leaderboard-{preset.name}-{MODE}"
+    plot_federated_leaderboard(
+        docs / f"{stem}.png",
+        f"Federated ({k} clients): preset {preset.name}, N = {preset.n_models}",
+        rows,
+        standard,
+        ceiling["score"],
+    )
+    text += "\n".join(
+        board_footer(
+            f"{stem}.png", preset.name, preset.n_models, get_preset(preset.name).n_models,
+            f"FEDERATED={k}", names if left_out else None,
+        )
+    ) + "\n"
+    path = atomic_write_text(docs / f"{stem}.md", text)
     _say(echo, f"\n{text}\nwrote {path}")
     return path
 

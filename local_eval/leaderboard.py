@@ -26,7 +26,8 @@ from local_eval.evaluate import (
     resolve_preset,
     score_models,
 )
-from local_eval.presets import Preset, preset_options
+from local_eval.leaderboard_plots import board_footer, plot_standard_leaderboard
+from local_eval.presets import Preset, get_preset, preset_options
 from local_eval.references import build_references, references_key
 from local_eval.report import result_paths
 from methods.base import BaseMethod
@@ -96,7 +97,18 @@ def build_leaderboard(
         preset, rows, ceiling, failures, refs.retrain_seconds, _sizes(refs), left_out
     )
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
-    path = atomic_write_text(docs / f"leaderboard-{preset.name}.md", text)
+    stem = f"leaderboard-{preset.name}"
+    plot_standard_leaderboard(
+        docs / f"{stem}.png", f"Leaderboard: preset {preset.name}, N = {preset.n_models}",
+        rows, ceiling["score"],
+    )
+    text += "\n".join(
+        board_footer(
+            f"{stem}.png", preset.name, preset.n_models, get_preset(preset.name).n_models,
+            methods=list(chosen) if left_out else None,
+        )
+    ) + "\n"
+    path = atomic_write_text(docs / f"{stem}.md", text)
     _say(echo, f"\n{text}\nwrote {path}")
     return path
 

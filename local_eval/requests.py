@@ -41,7 +41,8 @@ from local_eval.evaluate import (
     score_models,
 )
 from local_eval.leaderboard import CEILING_LABEL
-from local_eval.presets import Preset, model_options, preset_options
+from local_eval.leaderboard_plots import board_footer, plot_requests_leaderboard
+from local_eval.presets import Preset, get_preset, model_options, preset_options
 from local_eval.references import (
     CACHE_FORMAT,
     EvalData,
@@ -322,7 +323,20 @@ def leaderboard_requests(
         preset, k, plan, rows, ceilings, failures, refs[-1], left_out
     )
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
-    path = atomic_write_text(docs / f"leaderboard-{preset.name}-{MODE}.md", text)
+    stem = f"leaderboard-{preset.name}-{MODE}"
+    plot_requests_leaderboard(
+        docs / f"{stem}.png",
+        f"{k} sequential requests: preset {preset.name}, N = {preset.n_models}",
+        rows,
+        ceilings,
+    )
+    text += "\n".join(
+        board_footer(
+            f"{stem}.png", preset.name, preset.n_models, get_preset(preset.name).n_models,
+            f"REQUESTS={k}", names if left_out else None,
+        )
+    ) + "\n"
+    path = atomic_write_text(docs / f"{stem}.md", text)
     _say(echo, f"\n{text}\nwrote {path}")
     return path
 

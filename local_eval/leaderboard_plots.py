@@ -1,0 +1,147 @@
+"""Pictures of the leaderboards, written next to their Markdown tables.
+
+A table answers "who is first"; the question researchers come back with is
+"what does that score cost, and how far is it from retraining". So the standard
+board is drawn as score against time fraction with the retrain ceiling as a
+line, the requests board as one score curve per method over the requests, and
+the federated board as each method's federated score beside its standard one.
+Rows are the result dicts the leaderboards already hold; nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from local_eval.cache import atomic_write_bytes
+
+CEILING_COLOUR = "tab:red"
+
+
+def plot_standard_leaderboard(
+    path: Path | str, title: str, rows: list[dict[str, Any]], ceiling_score: float
+) -> Path:
+    """Bars of each method's score, and score against time fraction on a log axis."""
+    from matplotlib.figure import Figure
+
+    ordered = sorted(rows, key=lambda row: row["score"])
+    figure = Figure(figsize=(13, max(4.0, 0.35 * len(ordered) + 1.5)), layout="constrained")
+    bars, scatter = figure.subplots(1, 2, width_ratios=[1, 1.2])
+
+    names = [row["method"] for row in ordered]
+    bars.barh(names, [row["score"] for row in ordered], color="tab:blue")
+    _ceiling_line(bars.axvline, ceiling_score)
+    bars.set_xlabel("score (F x retain ratio x test ratio)")
+    bars.set_title("Score")
+    bars.legend(loc="lower right", fontsize=8)
+
+    for row in ordered:
+        fraction = max(row["time_fraction"], 1e-4)
+        scatter.scatter(fraction, row["score"], color="tab:blue")
+        scatter.annotate(
+            row["method"], (fraction, row["score"]), fontsize=8,
+            xytext=(4, 3), textcoords="offset points",
+        )
+    scatter.scatter(1.0, ceiling_score, color=CEILING_COLOUR, marker="*", s=120)
+    _ceiling_line(scatter.axhline, ceiling_score)
+    scatter.set_xscale("log")
+    scatter.set_xlabel("time fraction (one run / one retraining, log)")
+    scatter.set_ylabel("score")
+    scatter.set_title("Score against cost")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_requests_leaderboard(
+    path: Path | str, title: str, rows: list[dict[str, Any]], ceilings: list[dict[str, Any]]
+) -> Path:
+    """One line per method: its score after each request, the ceiling's dashed."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 5.5), layout="constrained")
+    axis = figure.subplots()
+    steps = range(1, len(ceilings) + 1)
+    for row in sorted(rows, key=lambda r: r["score"], reverse=True):
+        axis.plot(steps, [step["score"] for step in row["steps"]], marker="o", label=row["method"])
+    axis.plot(
+        steps, [c["score"] for c in ceilings], color=CEILING_COLOUR, linestyle="--",
+        marker="*", label="retrain ceiling",
+    )
+    axis.set_xticks(list(steps))
+    axis.set_xlabel("after request")
+    axis.set_ylabel("score on all forget data served so far")
+    axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_federated_leaderboard(
+    path: Path | str,
+    title: str,
+    rows: list[dict[str, Any]],
+    standard: dict[str, dict[str, Any]],
+    ceiling_score: float,
+) -> Path:
+    """Paired bars: the federated score and, where scored, the standard one."""
+    from matplotlib.figure import Figure
+
+    ordered = sorted(rows, key=lambda row: row["score"])
+    figure = Figure(figsize=(9, max(4.0, 0.45 * len(ordered) + 1.5)), layout="constrained")
+    axis = figure.subplots()
+    positions = list(range(len(ordered)))
+    height = 0.4
+    axis.barh(
+        [p + height / 2 for p in positions], [row["score"] for row in ordered], height,
+        label="federated", color="tab:blue",
+    )
+    axis.barh(
+        [p - height / 2 for p in positions],
+        [standard[row["method"]]["score"] if row["method"] in standard else 0.0 for row in ordered],
+        height, label="standard (same N)", color="tab:grey",
+    )
+    _ceiling_line(axis.axvline, ceiling_score, label="federated retrain ceiling")
+    axis.set_yticks(positions, [row["method"] for row in ordered])
+    axis.set_xlabel("score")
+    axis.legend(fontsize=8, loc="lower right")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def _ceiling_line(draw, score: float, label: str = "retrain ceiling") -> None:
+    draw(score, color=CEILING_COLOUR, linestyle="--", label=f"{label} ({score:.3f})")
+
+
+def _save(figure, path: Path | str) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def board_footer(
+    png_name: str,
+    preset_name: str,
+    n_models: int,
+    default_n_models: int,
+    mode: str = "",
+    methods: list[str] | None = None,
+) -> list[str]:
+    """Markdown lines after a table: its picture and the command that makes both again.
+
+    The command carries N and the method list only when they differ from the
+    defaults, so it is the shortest one that reproduces this exact board.
+    """
+    command = f"make leaderboard PRESET={preset_name}"
+    if mode:
+        command += f" {mode}"
+    if n_models != default_n_models:
+        command += f" N={n_models}"
+    if methods:
+        command += f" METHODS={','.join(methods)}"
+    return [
+        "",
+        f"![{png_name.removesuffix('.png')}]({png_name})",
+        "",
+        f"Made with `{command}` (results are reused while a method's source, hyperparameters "
+        "and the references are unchanged).",
+    ]
