@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 import methods
 from local_eval.cache import repo_root
+from local_eval.devices import default_device, device_name
 from local_eval.errors import EvalError
 from local_eval.loaders import make_loader
 from local_eval.metric import epsilon_points, example_epsilons, final_score
@@ -66,15 +67,15 @@ def evaluate_method(
     """
     method_cls = resolve_method(method)
     preset = resolve_preset(preset, options, n_models)
-    device = torch.device(device) if device is not None else _default_device()
+    device = torch.device(device) if device is not None else default_device()
     params = resolve_hyperparameters(method_cls, overrides)
     started = time.perf_counter()
 
     refs = build_references(preset, device=device, progress=progress)
-    runs, unlearned_confidences = _run_method(method_cls, params, refs, device, progress)
-    reference_confidences = _stack(refs.reference)
+    runs, unlearned_confidences = run_method(method_cls, params, refs, device, progress)
+    reference_confidences = stack_confidences(refs.reference)
     ceiling = score_models(refs.ceiling, refs)
-    method_row = _score(
+    method_row = score_runs(
         unlearned_confidences,
         reference_confidences,
         [r["retain_accuracy"] for r in runs],
@@ -107,11 +108,11 @@ def evaluate_method(
         "retrain_seconds": refs.retrain_seconds,
         "time_fraction": seconds_per_run / refs.retrain_seconds,
         "ceiling": ceiling,
-        "retrained": _mean_accuracies(refs.reference),
-        "original": _record_accuracies(refs.original),
+        "retrained": mean_accuracies(refs.reference),
+        "original": record_accuracies(refs.original),
         "runs": runs,
         "device": str(device),
-        "device_name": _device_name(device),
+        "device_name": device_name(device),
         "versions": package_versions(),
         "seconds_total": time.perf_counter() - started,
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -135,9 +136,9 @@ def evaluate_method(
 
 def score_models(records: tuple[ModelRecord, ...], refs: References) -> dict[str, Any]:
     """Score already-measured models (the retrain ceiling) as if a method had produced them."""
-    return _score(
-        _stack(records),
-        _stack(refs.reference),
+    return score_runs(
+        stack_confidences(records),
+        stack_confidences(refs.reference),
         [r.retain_accuracy for r in records],
         [r.test_accuracy for r in records],
         [r.forget_accuracy for r in records],
@@ -194,13 +195,13 @@ def resolve_hyperparameters(
         defaults = method_cls().hyperparameters()
     except Exception as exc:
         raise EvalError(
-            f"{_where(method_cls)}: {method_cls.__name__}() failed with default arguments "
+            f"{method_location(method_cls)}: {method_cls.__name__}() failed with default arguments "
             f"({type(exc).__name__}: {exc}); every hyperparameter needs a default."
         ) from exc
     unknown = sorted(set(values or {}) - set(defaults))
     if unknown:
         raise EvalError(
-            f"{_where(method_cls)}: method {method_cls.name!r} has no hyperparameter "
+            f"{method_location(method_cls)}: method {method_cls.name!r} has no hyperparameter "
             f"{', '.join(map(repr, unknown))}; its hyperparameters are "
             f"{', '.join(sorted(defaults)) or '(none)'}."
         )
@@ -240,7 +241,7 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _run_method(
+def run_method(
     method_cls: type[BaseMethod],
     params: dict[str, Any],
     refs: References,
@@ -249,13 +250,13 @@ def _run_method(
 ) -> tuple[list[dict[str, Any]], torch.Tensor]:
     preset, data = refs.preset, refs.data
     runs, confidences = [], []
-    with _assets_folder(method_cls):
+    with assets_folder(method_cls):
         for i in tqdm(
             range(preset.n_models), desc=f"{method_cls.name} runs", unit="run", disable=not progress
         ):
             seed = preset.seed + i
             net = refs.load_original(device)
-            loaders = _loaders(preset, data, seed)
+            loaders = method_loaders(preset, data, seed)
             torch.manual_seed(seed)
             method = method_cls(**params)
             started = time.perf_counter()
@@ -265,7 +266,7 @@ def _run_method(
                 raise
             except Exception as exc:
                 raise EvalError(
-                    f"{_failure_location(exc, method_cls)}: method {method_cls.name!r} raised "
+                    f"{failure_location(exc, method_cls)}: method {method_cls.name!r} raised "
                     f"{type(exc).__name__}: {exc} (run {i + 1} of {preset.n_models}, preset "
                     f"{preset.name}). Fix the method and score it again."
                 ) from exc
@@ -274,7 +275,7 @@ def _run_method(
             seconds = time.perf_counter() - started
             if isinstance(returned, torch.nn.Module) and returned is not net:
                 raise EvalError(
-                    f"{_where(method_cls)}: {method_cls.__name__}.run() returned a new model; the "
+                    f"{method_location(method_cls)}: {method_cls.__name__}.run() returned a new model; the "
                     "competition notebook saves the `net` it passed in, so modify `net` in place "
                     "(e.g. net.load_state_dict(other.state_dict())) and return None."
                 )
@@ -284,7 +285,7 @@ def _run_method(
     return runs, torch.stack(confidences)
 
 
-def _loaders(preset: Preset, data: EvalData, seed: int) -> tuple[Any, Any, Any]:
+def method_loaders(preset: Preset, data: EvalData, seed: int) -> tuple[Any, Any, Any]:
     """Retain, forget and validation loaders as the competition gives them: shuffled, batch 64."""
 
     def loader(images, labels, indices, offset):
@@ -305,7 +306,7 @@ def _loaders(preset: Preset, data: EvalData, seed: int) -> tuple[Any, Any, Any]:
     )
 
 
-def _score(
+def score_runs(
     confidences: torch.Tensor,
     reference: torch.Tensor,
     retain: list[float],
@@ -331,7 +332,7 @@ def _score(
     }
 
 
-def _stack(records: tuple[ModelRecord, ...]) -> torch.Tensor:
+def stack_confidences(records: tuple[ModelRecord, ...]) -> torch.Tensor:
     return torch.stack([r.forget_confidences for r in records])
 
 
@@ -339,7 +340,7 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def _record_accuracies(record: ModelRecord) -> dict[str, float]:
+def record_accuracies(record: ModelRecord) -> dict[str, float]:
     return {
         "retain_accuracy": record.retain_accuracy,
         "test_accuracy": record.test_accuracy,
@@ -347,7 +348,7 @@ def _record_accuracies(record: ModelRecord) -> dict[str, float]:
     }
 
 
-def _mean_accuracies(records: tuple[ModelRecord, ...]) -> dict[str, float]:
+def mean_accuracies(records: tuple[ModelRecord, ...]) -> dict[str, float]:
     return {
         key: _mean([getattr(r, key) for r in records])
         for key in ("retain_accuracy", "test_accuracy", "forget_accuracy")
@@ -355,7 +356,7 @@ def _mean_accuracies(records: tuple[ModelRecord, ...]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _assets_folder(method_cls: type[BaseMethod]) -> Iterator[None]:
+def assets_folder(method_cls: type[BaseMethod]) -> Iterator[None]:
     """Give a method that has assets the folder the notebook would give it, as the dry-run does."""
     try:
         from builder.assets import collect_assets, has_assets
@@ -393,12 +394,12 @@ def _coerce_like(key: str, value: Any, default: Any, method_cls: type[BaseMethod
         return type(default)(value)
     except (TypeError, ValueError):
         raise EvalError(
-            f"{_where(method_cls)}: hyperparameter {key}={value!r} cannot be read as "
+            f"{method_location(method_cls)}: hyperparameter {key}={value!r} cannot be read as "
             f"{type(default).__name__} like its default {default!r}; pass e.g. {key}={default!r}."
         ) from None
 
 
-def _where(method_cls: type[BaseMethod]) -> str:
+def method_location(method_cls: type[BaseMethod]) -> str:
     try:
         path = Path(inspect.getsourcefile(method_cls) or "")
         line = inspect.getsourcelines(method_cls)[1]
@@ -407,13 +408,13 @@ def _where(method_cls: type[BaseMethod]) -> str:
     return f"{_relative(path)} line {line}"
 
 
-def _failure_location(exc: BaseException, method_cls: type[BaseMethod]) -> str:
+def failure_location(exc: BaseException, method_cls: type[BaseMethod]) -> str:
     """The deepest frame in the method's own file, where the researcher will look first."""
     source = inspect.getsourcefile(method_cls)
     frames = traceback.extract_tb(exc.__traceback__)
     inside = [f for f in frames if source and Path(f.filename) == Path(source)]
     if not inside:
-        return _where(method_cls)
+        return method_location(method_cls)
     frame = inside[-1]
     return f"{_relative(Path(frame.filename))} line {frame.lineno}"
 
@@ -423,16 +424,6 @@ def _relative(path: Path) -> str:
         return str(path.resolve().relative_to(repo_root()))
     except ValueError:
         return str(path)
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 __all__ = ["evaluate_method", "score_models", "resolve_method", "method_source_hash"]

@@ -48,6 +48,7 @@ from local_eval.cache import (
     options_key,
     repo_root,
 )
+from local_eval.devices import default_device, device_name
 from local_eval.errors import EvalError
 from local_eval.evaluate import (
     evaluate_method,
@@ -66,13 +67,13 @@ from local_eval.references import (
     CACHE_FORMAT,
     EvalData,
     References,
-    _load_record,
-    _metrics_path,
-    _weights_path,
     load_eval_data,
     load_model,
+    load_record,
     measure_model,
+    metrics_path,
     retrained_seed,
+    weights_path,
 )
 from local_eval.training import Recipe, train_model
 from methods.base import BaseMethod
@@ -197,7 +198,7 @@ def federated_references(
     progress: bool = True,
 ) -> FederatedReferences:
     """Train whatever is missing (cached one file per model, like the standard references) and load all."""
-    device = device or scoring._default_device()
+    device = device or default_device()
     data = data or load_eval_data(preset)
     rounds = setup.resolved_rounds(preset)
     if rounds < 1 or setup.local_epochs < 1 or setup.kept_rounds < 0:
@@ -221,7 +222,7 @@ def federated_references(
         atomic_write_json(directory / "manifest.json", options)
     jobs = [("original", 0, preset.seed, True)]
     jobs += [("retrained", i, retrained_seed(preset, i), False) for i in range(2 * preset.n_models)]
-    missing = [job for job in jobs if not _metrics_path(directory, job[0], job[1]).exists()]
+    missing = [job for job in jobs if not metrics_path(directory, job[0], job[1]).exists()]
     if not (directory / SERVER_STATE_FILE).exists() and jobs[0] not in missing:
         missing.insert(0, jobs[0])
     started = time.perf_counter()
@@ -244,8 +245,8 @@ def federated_references(
         key=directory.name,
         directory=directory,
         data=data,
-        original=_load_record(directory, "original", 0),
-        retrained=tuple(_load_record(directory, *job[:2]) for job in jobs[1:]),
+        original=load_record(directory, "original", 0),
+        retrained=tuple(load_record(directory, *job[:2]) for job in jobs[1:]),
         seconds_this_build=time.perf_counter() - started,
     )
     return FederatedReferences(refs=refs, setup=setup, server_state=directory / SERVER_STATE_FILE)
@@ -288,7 +289,7 @@ def evaluate_federated(
     """
     method_cls = resolve_method(method)
     preset = resolve_preset(preset, options, None)
-    device = torch.device(device) if device is not None else scoring._default_device()
+    device = torch.device(device) if device is not None else default_device()
     params = resolve_hyperparameters(method_cls, overrides)
     setup = FederatedSetup(
         clients=k, rounds=rounds, local_epochs=local_epochs, kept_rounds=kept_rounds
@@ -297,10 +298,10 @@ def evaluate_federated(
     federation = federated_references(preset, setup, device=device, progress=progress)
     refs = federation.refs
     with server_state_given(federation.server_state):
-        runs, confidences = scoring._run_method(method_cls, params, refs, device, progress)
-    row = scoring._score(
+        runs, confidences = scoring.run_method(method_cls, params, refs, device, progress)
+    row = scoring.score_runs(
         confidences,
-        scoring._stack(refs.reference),
+        scoring.stack_confidences(refs.reference),
         [r["retain_accuracy"] for r in runs],
         [r["test_accuracy"] for r in runs],
         [r["forget_accuracy"] for r in runs],
@@ -329,11 +330,11 @@ def evaluate_federated(
         "retrain_seconds": refs.retrain_seconds,
         "time_fraction": seconds_per_run / refs.retrain_seconds,
         "ceiling": score_models(refs.ceiling, refs),
-        "retrained": scoring._mean_accuracies(refs.reference),
-        "original": scoring._record_accuracies(refs.original),
+        "retrained": scoring.mean_accuracies(refs.reference),
+        "original": scoring.record_accuracies(refs.original),
         "runs": runs,
         "device": str(device),
-        "device_name": scoring._device_name(device),
+        "device_name": device_name(device),
         "versions": package_versions(),
         "seconds_total": time.perf_counter() - started,
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -402,7 +403,7 @@ def leaderboard_federated(
     standard leaderboard's own results are never overwritten at another N).
     """
     preset = resolve_preset(preset, options, None)
-    device = torch.device(device) if device is not None else scoring._default_device()
+    device = torch.device(device) if device is not None else default_device()
     handlers = methods.all_method_handlers()
     names = list(method_names) if method_names else list(handlers)
     unknown = [name for name in names if name not in handlers]
@@ -587,7 +588,7 @@ def _build_federated(
     device: torch.device,
 ) -> None:
     """Train (or finish measuring) one FedAvg model; files in the standard references' layout."""
-    weights = _weights_path(directory, role, index)
+    weights = weights_path(directory, role, index)
     timing = directory / f"{weights.stem}.timing.json"
     state_path = directory / SERVER_STATE_FILE
     needs_state = role == "original" and not state_path.exists()
@@ -621,7 +622,7 @@ def _build_federated(
         atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
     measured = measure_model(model, data, device)
     atomic_write_json(
-        _metrics_path(directory, role, index),
+        metrics_path(directory, role, index),
         {
             "role": role,
             "index": index,

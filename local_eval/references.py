@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
 from local_eval.datasets import ImageDataset, load_dataset
+from local_eval.devices import default_device, synchronize
 from local_eval.metric import logit_scaled_confidence
 from local_eval.models import build_model
 from local_eval.presets import Preset, model_options
@@ -161,7 +162,7 @@ def build_references(
     Models already on disk are never retrained, so calling this again after an
     interruption, or with a larger N, only trains the missing ones.
     """
-    device = device or _default_device()
+    device = device or default_device()
     data = data or load_eval_data(preset)
     directory = references_dir(preset)
     directory.mkdir(parents=True, exist_ok=True)
@@ -180,7 +181,7 @@ def build_references(
         )
         for i in range(2 * preset.n_models)
     ]
-    missing = [job for job in jobs if not _metrics_path(directory, job[0], job[1]).exists()]
+    missing = [job for job in jobs if not metrics_path(directory, job[0], job[1]).exists()]
     started = time.perf_counter()
     bar = tqdm(
         total=len(jobs),
@@ -191,11 +192,11 @@ def build_references(
     )
     with bar:
         for role, index, seed, recipe, indices in missing:
-            _build_one(
+            build_reference_model(
                 preset, data, directory, role, index, seed, recipe, indices, device, progress
             )
             bar.update(1)
-    records = [_load_record(directory, role, index) for role, index, *_ in jobs]
+    records = [load_record(directory, role, index) for role, index, *_ in jobs]
     return References(
         preset=preset,
         key=directory.name,
@@ -242,7 +243,7 @@ def _train_indices(data: EvalData, role: str) -> torch.Tensor:
     return data.retain
 
 
-def _build_one(
+def build_reference_model(
     preset: Preset,
     data: EvalData,
     directory: Path,
@@ -254,7 +255,7 @@ def _build_one(
     device: torch.device,
     progress: bool,
 ) -> None:
-    weights = _weights_path(directory, role, index)
+    weights = weights_path(directory, role, index)
     train_seconds = None
     if weights.exists():
         model = load_model(preset.arch, weights, device)
@@ -274,13 +275,13 @@ def _build_one(
             device=device,
             progress=progress,
         )
-        _synchronize(device)
+        synchronize(device)
         train_seconds = time.perf_counter() - started
         atomic_write_json(_partial_path(directory, role, index), {"train_seconds": train_seconds})
         atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
     measured = measure_model(model, data, device)
     atomic_write_json(
-        _metrics_path(directory, role, index),
+        metrics_path(directory, role, index),
         {
             "role": role,
             "index": index,
@@ -296,8 +297,8 @@ def _build_one(
     )
 
 
-def _load_record(directory: Path, role: str, index: int) -> ModelRecord:
-    stored = _read_json(_metrics_path(directory, role, index))
+def load_record(directory: Path, role: str, index: int) -> ModelRecord:
+    stored = _read_json(metrics_path(directory, role, index))
     return ModelRecord(
         role=role,
         index=index,
@@ -316,11 +317,11 @@ def _stem(role: str, index: int) -> str:
     return "original" if role == "original" else f"retrained_{index:04d}"
 
 
-def _weights_path(directory: Path, role: str, index: int) -> Path:
+def weights_path(directory: Path, role: str, index: int) -> Path:
     return directory / f"{_stem(role, index)}.pt"
 
 
-def _metrics_path(directory: Path, role: str, index: int) -> Path:
+def metrics_path(directory: Path, role: str, index: int) -> Path:
     return directory / f"{_stem(role, index)}.json"
 
 
@@ -334,10 +335,3 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 import methods
 from local_eval import evaluate as scoring
 from local_eval.cache import atomic_write_json, atomic_write_text, cache_dir, options_key, repo_root
+from local_eval.devices import default_device, device_name
 from local_eval.errors import EvalError
 from local_eval.evaluate import (
     method_source_hash,
@@ -48,12 +49,12 @@ from local_eval.references import (
     EvalData,
     ModelRecord,
     References,
-    _build_one,
-    _load_record,
-    _metrics_path,
+    build_reference_model,
     build_references,
     load_eval_data,
+    load_record,
     measure_model,
+    metrics_path,
     retrained_seed,
 )
 from methods.base import BaseMethod
@@ -128,7 +129,7 @@ def request_references(
     forget confidences are on ``plan.served(j)`` in that order. The last one is
     the preset's standard references, reordered to those columns.
     """
-    device = device or scoring._default_device()
+    device = device or default_device()
     data = data or load_eval_data(preset)
     plan = plan_requests(data, k, preset.seed)
     standard = build_references(preset, device=device, data=data, progress=progress)
@@ -159,7 +160,7 @@ def evaluate_requests(
     """
     method_cls = resolve_method(method)
     preset = resolve_preset(preset, options, None)
-    device = torch.device(device) if device is not None else scoring._default_device()
+    device = torch.device(device) if device is not None else default_device()
     params = resolve_hyperparameters(method_cls, overrides)
     started = time.perf_counter()
     plan, refs = request_references(preset, k, device=device, progress=progress)
@@ -167,9 +168,9 @@ def evaluate_requests(
     steps = []
     for j, step_refs in enumerate(refs):
         confidences = torch.stack([run[j].pop("forget_confidences") for run in runs])
-        row = scoring._score(
+        row = scoring.score_runs(
             confidences,
-            scoring._stack(step_refs.reference),
+            scoring.stack_confidences(step_refs.reference),
             [run[j]["retain_accuracy"] for run in runs],
             [run[j]["test_accuracy"] for run in runs],
             [run[j]["forget_accuracy"] for run in runs],
@@ -215,7 +216,7 @@ def evaluate_requests(
         "time_fraction": seconds_per_run / retrain_seconds,
         "runs": [[{key: v for key, v in step.items()} for step in run] for run in runs],
         "device": str(device),
-        "device_name": scoring._device_name(device),
+        "device_name": device_name(device),
         "versions": package_versions(),
         "seconds_total": time.perf_counter() - started,
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -281,7 +282,7 @@ def leaderboard_requests(
     fields (e.g. ``n_models=8``). A method that fails gets a line saying so.
     """
     preset = resolve_preset(preset, options, None)
-    device = torch.device(device) if device is not None else scoring._default_device()
+    device = torch.device(device) if device is not None else default_device()
     handlers = methods.all_method_handlers()
     names = list(method_names) if method_names else list(handlers)
     unknown = [name for name in names if name not in handlers]
@@ -450,7 +451,7 @@ def _run_requests(
     preset, data = refs[-1].preset, refs[-1].data
     k = len(plan.requests)
     runs = []
-    with scoring._assets_folder(method_cls):
+    with scoring.assets_folder(method_cls):
         for i in tqdm(
             range(preset.n_models), desc=f"{method_cls.name} runs", unit="run", disable=not progress
         ):
@@ -461,7 +462,7 @@ def _run_requests(
             for j in range(k):
                 held = torch.cat([data.retain, plan.unserved(j)]).sort().values
                 step_data = dataclasses.replace(data, retain=held, forget=plan.requests[j])
-                loaders = scoring._loaders(preset, step_data, seed * k + j)
+                loaders = scoring.method_loaders(preset, step_data, seed * k + j)
                 started = time.perf_counter()
                 try:
                     returned = method_cls(**params).run(net, *loaders)
@@ -469,7 +470,7 @@ def _run_requests(
                     raise
                 except Exception as exc:
                     raise EvalError(
-                        f"{scoring._failure_location(exc, method_cls)}: method {method_cls.name!r} "
+                        f"{scoring.failure_location(exc, method_cls)}: method {method_cls.name!r} "
                         f"raised {type(exc).__name__}: {exc} (run {i + 1} of {preset.n_models}, "
                         f"request {j + 1} of {k}, preset {preset.name}). Fix the method and score it again."
                     ) from exc
@@ -478,7 +479,7 @@ def _run_requests(
                 seconds = time.perf_counter() - started
                 if isinstance(returned, torch.nn.Module) and returned is not net:
                     raise EvalError(
-                        f"{scoring._where(method_cls)}: {method_cls.__name__}.run() returned a new "
+                        f"{scoring.method_location(method_cls)}: {method_cls.__name__}.run() returned a new "
                         "model; requests carry the `net` they passed in over to the next one, so "
                         "modify `net` in place and return None."
                     )
@@ -512,7 +513,7 @@ def _intermediate_references(
         atomic_write_json(manifest, options)
     step_data = dataclasses.replace(data, forget=served)
     count = 2 * preset.n_models
-    missing = [i for i in range(count) if not _metrics_path(directory, "retrained", i).exists()]
+    missing = [i for i in range(count) if not metrics_path(directory, "retrained", i).exists()]
     started = time.perf_counter()
     bar = tqdm(
         total=count,
@@ -523,7 +524,7 @@ def _intermediate_references(
     )
     with bar:
         for i in missing:
-            _build_one(
+            build_reference_model(
                 preset,
                 step_data,
                 directory,
@@ -542,7 +543,7 @@ def _intermediate_references(
         directory=directory,
         data=step_data,
         original=standard.original,
-        retrained=tuple(_load_record(directory, "retrained", i) for i in range(count)),
+        retrained=tuple(load_record(directory, "retrained", i) for i in range(count)),
         seconds_this_build=time.perf_counter() - started,
     )
 
