@@ -136,6 +136,24 @@ def test_rows_match_the_result_files(built):
     assert float(row[2]) == pytest.approx(stored["score"], abs=5e-5)
 
 
+def test_fastest_run_column_is_the_quickest_stored_run(built):
+    folder, path = built
+    stored = json.loads((folder / "results" / "smoke" / "finetune.json").read_text())
+    row = next(row for row in table_rows(path.read_text()) if row[1] == "finetune")
+    assert float(row[8]) == pytest.approx(min(run["seconds"] for run in stored["runs"]), abs=5e-3)
+
+
+def test_picture_is_written_beside_the_table_and_linked_from_it(built):
+    folder, path = built
+    picture = folder / "docs" / "leaderboard-smoke.png"
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    assert "](leaderboard-smoke.png)" in path.read_text()
+
+
+def test_table_ends_with_the_command_that_makes_it_again(built):
+    assert "Made with `make leaderboard PRESET=smoke N=3`" in built[1].read_text()
+
+
 def test_header_names_preset_models_and_dataset(built):
     text = built[1].read_text()
     assert "`smoke`" in text and "N = 3" in text and "`synthetic`" in text
