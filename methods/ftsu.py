@@ -90,7 +90,13 @@ class Ftsu(BaseMethod):
        passes pulling each forget example's confidence to the validation
        confidence at its within-class rank (masked SGD, eval mode, gradient norm
        at most ``forget_max_norm``).
-    3. Repair: ``repair_epochs`` epochs of masked cross-entropy on the retain set.
+    3. Repair: ``repair_epochs`` epochs of masked cross-entropy on the retain set,
+       at ``lr``, or at ``federated_lr`` when the server's state is given. A
+       FedAvg-trained global model loses far more retain accuracy to the same
+       masked SGD: on the cpu preset's 4-client federation (N=8) repair at 0.01
+       cut its retain accuracy ratio to 0.79 (score 0.075), at 0.003 to 0.92
+       (score 0.116), while in the standard setting (N=32) 0.01 scores 0.136
+       and 0.003 only 0.116.
     """
 
     name = "ftsu"
@@ -106,6 +112,7 @@ class Ftsu(BaseMethod):
         forget_lr: float = 0.01,
         repair_epochs: float = 1.5,
         lr: float = 0.01,
+        federated_lr: float = 0.003,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         forget_batch_size: int = 32,
@@ -119,6 +126,7 @@ class Ftsu(BaseMethod):
         self.forget_lr = forget_lr
         self.repair_epochs = repair_epochs
         self.lr = lr
+        self.federated_lr = federated_lr
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.forget_batch_size = forget_batch_size
@@ -158,7 +166,8 @@ class Ftsu(BaseMethod):
                 self.weight_decay,
                 self.forget_max_norm,
             )
-        optimizer = optim.SGD(net.parameters(), lr=self.lr, momentum=self.momentum)
+        repair_lr = self.federated_lr if server is not None else self.lr
+        optimizer = optim.SGD(net.parameters(), lr=repair_lr, momentum=self.momentum)
         rehearsal(
             net,
             optimizer,

@@ -406,3 +406,30 @@ def test_ftsu_rolls_back_the_forget_clients_updates(tmp_path, monkeypatch):
     )
     _, federated, _ = run_method(Ftsu, make_loaders())
     assert not same_weights(standard, federated)
+
+
+def repair_learning_rates(monkeypatch, **hyperparameters) -> list[float]:
+    """The learning rates of the optimisers Ftsu builds, in order (the last one repairs)."""
+    import methods.ftsu as ftsu_module
+
+    seen: list[float] = []
+    real_sgd = ftsu_module.optim.SGD
+
+    def recording_sgd(params, lr, **kwargs):
+        seen.append(lr)
+        return real_sgd(params, lr=lr, **kwargs)
+
+    monkeypatch.setattr(ftsu_module.optim, "SGD", recording_sgd)
+    run_method(Ftsu, make_loaders(), **hyperparameters)
+    return seen
+
+
+def test_ftsu_repairs_at_lr_in_the_standard_setting(monkeypatch):
+    assert repair_learning_rates(monkeypatch, lr=0.02, federated_lr=0.001)[-1] == 0.02
+
+
+def test_ftsu_repairs_at_federated_lr_when_the_server_state_is_given(tmp_path, monkeypatch):
+    monkeypatch.setenv(
+        SERVER_STATE_ENV, str(server_state_file(tmp_path, tiny_resnet(), scale=0.01))
+    )
+    assert repair_learning_rates(monkeypatch, lr=0.02, federated_lr=0.001)[-1] == 0.001
