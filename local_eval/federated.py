@@ -43,7 +43,6 @@ from local_eval import evaluate as scoring
 from local_eval.cache import (
     atomic_torch_save,
     atomic_write_json,
-    atomic_write_text,
     cache_dir,
     options_key,
     repo_root,
@@ -59,10 +58,10 @@ from local_eval.evaluate import (
     resolve_preset,
     score_models,
 )
-from local_eval.leaderboard import CEILING_LABEL, reusable_result
-from local_eval.leaderboard_plots import board_footer, plot_federated_leaderboard
+from local_eval.leaderboard import CEILING_LABEL, reusable_result, write_board
+from local_eval.leaderboard_plots import plot_federated_leaderboard
 from local_eval.models import build_model
-from local_eval.presets import Preset, get_preset, model_options, preset_options
+from local_eval.presets import Preset, model_options, preset_options
 from local_eval.references import (
     CACHE_FORMAT,
     EvalData,
@@ -462,13 +461,7 @@ def leaderboard_federated(
         standard,
         ceiling["score"],
     )
-    text += "\n".join(
-        board_footer(
-            f"{stem}.png", preset.name, preset.n_models, get_preset(preset.name).n_models,
-            f"FEDERATED={k}", names if left_out else None,
-        )
-    ) + "\n"
-    path = atomic_write_text(docs / f"{stem}.md", text)
+    path = write_board(docs, stem, text, preset, f"FEDERATED={k}", names if left_out else None)
     _say(echo, f"\n{text}\nwrote {path}")
     return path
 

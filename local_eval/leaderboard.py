@@ -26,7 +26,7 @@ from local_eval.evaluate import (
     resolve_preset,
     score_models,
 )
-from local_eval.leaderboard_plots import board_footer, plot_standard_leaderboard
+from local_eval.leaderboard_plots import plot_standard_leaderboard
 from local_eval.presets import Preset, get_preset, preset_options
 from local_eval.references import build_references, references_key
 from local_eval.report import result_paths
@@ -102,15 +102,34 @@ def build_leaderboard(
         docs / f"{stem}.png", f"Leaderboard: preset {preset.name}, N = {preset.n_models}",
         rows, ceiling["score"],
     )
-    text += "\n".join(
-        board_footer(
-            f"{stem}.png", preset.name, preset.n_models, get_preset(preset.name).n_models,
-            methods=list(chosen) if left_out else None,
-        )
-    ) + "\n"
-    path = atomic_write_text(docs / f"{stem}.md", text)
+    path = write_board(docs, stem, text, preset, methods=list(chosen) if left_out else None)
     _say(echo, f"\n{text}\nwrote {path}")
     return path
+
+
+def write_board(
+    docs: Path, stem: str, text: str, preset: Preset, mode: str = "", methods: list[str] | None = None
+) -> Path:
+    """Write ``<stem>.md``: the table, its picture ``<stem>.png`` and the command that makes both.
+
+    The command carries N and the method list only when they differ from the
+    defaults, so it is the shortest one that reproduces this exact board.
+    """
+    command = f"make leaderboard PRESET={preset.name}"
+    if mode:
+        command += f" {mode}"
+    if preset.n_models != get_preset(preset.name).n_models:
+        command += f" N={preset.n_models}"
+    if methods:
+        command += f" METHODS={','.join(methods)}"
+    footer = [
+        "",
+        f"![{stem}]({stem}.png)",
+        "",
+        f"Made with `{command}` (results are reused while a method's source, hyperparameters "
+        "and the references are unchanged).",
+    ]
+    return atomic_write_text(docs / f"{stem}.md", text + "\n".join(footer) + "\n")
 
 
 def reusable_result(

@@ -117,31 +117,3 @@ def _save(figure, path: Path | str) -> Path:
     figure.savefig(buffer, format="png", dpi=100)
     return atomic_write_bytes(path, buffer.getvalue())
 
-
-def board_footer(
-    png_name: str,
-    preset_name: str,
-    n_models: int,
-    default_n_models: int,
-    mode: str = "",
-    methods: list[str] | None = None,
-) -> list[str]:
-    """Markdown lines after a table: its picture and the command that makes both again.
-
-    The command carries N and the method list only when they differ from the
-    defaults, so it is the shortest one that reproduces this exact board.
-    """
-    command = f"make leaderboard PRESET={preset_name}"
-    if mode:
-        command += f" {mode}"
-    if n_models != default_n_models:
-        command += f" N={n_models}"
-    if methods:
-        command += f" METHODS={','.join(methods)}"
-    return [
-        "",
-        f"![{png_name.removesuffix('.png')}]({png_name})",
-        "",
-        f"Made with `{command}` (results are reused while a method's source, hyperparameters "
-        "and the references are unchanged).",
-    ]

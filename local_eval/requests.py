@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 import methods
 from local_eval import evaluate as scoring
-from local_eval.cache import atomic_write_json, atomic_write_text, cache_dir, options_key, repo_root
+from local_eval.cache import atomic_write_json, cache_dir, options_key, repo_root
 from local_eval.devices import default_device, device_name
 from local_eval.errors import EvalError
 from local_eval.evaluate import (
@@ -41,9 +41,9 @@ from local_eval.evaluate import (
     resolve_preset,
     score_models,
 )
-from local_eval.leaderboard import CEILING_LABEL
-from local_eval.leaderboard_plots import board_footer, plot_requests_leaderboard
-from local_eval.presets import Preset, get_preset, model_options, preset_options
+from local_eval.leaderboard import CEILING_LABEL, write_board
+from local_eval.leaderboard_plots import plot_requests_leaderboard
+from local_eval.presets import Preset, model_options, preset_options
 from local_eval.references import (
     CACHE_FORMAT,
     EvalData,
@@ -331,13 +331,7 @@ def leaderboard_requests(
         rows,
         ceilings,
     )
-    text += "\n".join(
-        board_footer(
-            f"{stem}.png", preset.name, preset.n_models, get_preset(preset.name).n_models,
-            f"REQUESTS={k}", names if left_out else None,
-        )
-    ) + "\n"
-    path = atomic_write_text(docs / f"{stem}.md", text)
+    path = write_board(docs, stem, text, preset, f"REQUESTS={k}", names if left_out else None)
     _say(echo, f"\n{text}\nwrote {path}")
     return path
 
