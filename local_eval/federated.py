@@ -58,7 +58,7 @@ from local_eval.evaluate import (
     resolve_preset,
     score_models,
 )
-from local_eval.leaderboard import CEILING_LABEL, reusable_result, write_board
+from local_eval.leaderboard import CEILING_LABEL, board_notes, reusable_result, write_board
 from local_eval.leaderboard_plots import plot_federated_leaderboard
 from local_eval.models import build_model
 from local_eval.presets import Preset, model_options, preset_options
@@ -533,18 +533,9 @@ def render_federated_leaderboard(
             f"{row['forget_quality']:.4f} | {row['retain_ratio']:.3f} | {row['test_ratio']:.3f} | "
             f"{row['time_fraction']:.3f} | {'' if other is None else format(other['score'], '.4f')} |"
         )
-    if failures:
-        lines += ["", "Methods that failed:", ""]
-        lines += [
-            f"- `{name}`: {' '.join(message.split())}" for name, message in sorted(failures.items())
-        ]
-    if left_out:
-        lines += [
-            "",
-            "Registered but not scored in this mode (left out with `--methods`): "
-            + ", ".join(f"`{name}`" for name in left_out)
-            + ".",
-        ]
+    lines += board_notes(
+        failures, left_out, "Registered but not scored in this mode (left out with `--methods`)"
+    )
     return "\n".join(lines) + "\n"
 
 

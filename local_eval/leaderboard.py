@@ -200,17 +200,21 @@ def render_leaderboard(
             f"{row['forget_quality']:.4f} | {row['retain_ratio']:.3f} | {row['test_ratio']:.3f} | "
             f"{row['time_fraction']:.3f} | {row['seconds_per_run']:.2f} | {_fastest(row):.2f} |"
         )
+    lines += board_notes(failures, left_out, "Registered but not scored in this run")
+    return "\n".join(lines) + "\n"
+
+
+def board_notes(failures: dict[str, str], left_out: list[str] | None, left_out_label: str) -> list[str]:
+    """Lines under a table for the methods it lacks, so a partial board never passes for a full one."""
+    lines: list[str] = []
     if failures:
         lines += ["", "Methods that failed (fix them and run `make leaderboard` again):", ""]
         lines += [
             f"- `{name}`: {' '.join(message.split())}" for name, message in sorted(failures.items())
         ]
     if left_out:
-        lines += [
-            "",
-            "Registered but not scored in this run: " + ", ".join(f"`{n}`" for n in left_out) + ".",
-        ]
-    return "\n".join(lines) + "\n"
+        lines += ["", f"{left_out_label}: " + ", ".join(f"`{name}`" for name in left_out) + "."]
+    return lines
 
 
 def _fastest(row: dict[str, Any]) -> float:

@@ -168,16 +168,21 @@ def test_a_failing_method_is_reported_with_the_request_it_failed_on(tiny, result
         evaluate_requests(FailsLater, tiny, 2, results_dir=results_dir, progress=False, echo=False)
 
 
-def test_leaderboard_shows_every_requests_score_and_the_ceiling(tiny, results_dir, tmp_path):
-    path = leaderboard_requests(
+def finetune_board(tiny, results_dir, docs):
+    """The requests board of finetune alone, over 2 requests."""
+    return leaderboard_requests(
         tiny,
         2,
         method_names=["finetune"],
         results_dir=results_dir,
-        docs_dir=tmp_path / "docs",
+        docs_dir=docs,
         progress=False,
         echo=False,
     )
+
+
+def test_leaderboard_shows_every_requests_score_and_the_ceiling(tiny, results_dir, tmp_path):
+    path = finetune_board(tiny, results_dir, tmp_path / "docs")
     text = path.read_text()
     assert path.name == "leaderboard-smoke-requests.md"
     assert "| after 1 | after 2 |" in text
@@ -185,15 +190,7 @@ def test_leaderboard_shows_every_requests_score_and_the_ceiling(tiny, results_di
 
 
 def test_leaderboard_names_the_registered_methods_it_left_out(tiny, results_dir, tmp_path):
-    text = leaderboard_requests(
-        tiny,
-        2,
-        method_names=["finetune"],
-        results_dir=results_dir,
-        docs_dir=tmp_path / "docs",
-        progress=False,
-        echo=False,
-    ).read_text()
+    text = finetune_board(tiny, results_dir, tmp_path / "docs").read_text()
     left_out = text.split("not scored in this mode")[1]
     assert "`kookmin`" in left_out and "`finetune`" not in left_out
 
