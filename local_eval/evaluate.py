@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 import methods
 from local_eval.cache import repo_root
-from local_eval.devices import default_device, device_name
+from local_eval.devices import default_device, device_name, synchronize
 from local_eval.errors import EvalError
 from local_eval.loaders import make_loader
 from local_eval.metric import epsilon_points, example_epsilons, final_score
@@ -89,12 +89,7 @@ def evaluate_method(
     )
     result = {
         "format": RESULT_FORMAT,
-        "method": method_cls.name,
-        "method_class": f"{method_cls.__module__}.{method_cls.__qualname__}",
-        "source_sha256": method_source_hash(method_cls),
-        "hyperparameters": params,
-        "preset": preset.name,
-        "options": preset_options(preset),
+        **method_identity(method_cls, params, preset),
         "references_key": refs.key,
         "n_models": preset.n_models,
         "sizes": {
@@ -111,11 +106,7 @@ def evaluate_method(
         "retrained": mean_accuracies(refs.reference),
         "original": record_accuracies(refs.original),
         "runs": runs,
-        "device": str(device),
-        "device_name": device_name(device),
-        "versions": package_versions(),
-        "seconds_total": time.perf_counter() - started,
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **provenance(device, started),
         "json_path": str(json_path),
         "plot_path": str(plot_path),
     }
@@ -258,31 +249,84 @@ def run_method(
             net = refs.load_original(device)
             loaders = method_loaders(preset, data, seed)
             torch.manual_seed(seed)
-            method = method_cls(**params)
-            started = time.perf_counter()
-            try:
-                returned = method.run(net, *loaders)
-            except EvalError:
-                raise
-            except Exception as exc:
-                raise EvalError(
-                    f"{failure_location(exc, method_cls)}: method {method_cls.name!r} raised "
-                    f"{type(exc).__name__}: {exc} (run {i + 1} of {preset.n_models}, preset "
-                    f"{preset.name}). Fix the method and score it again."
-                ) from exc
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = time.perf_counter() - started
-            if isinstance(returned, torch.nn.Module) and returned is not net:
-                raise EvalError(
-                    f"{method_location(method_cls)}: {method_cls.__name__}.run() returned a new model; the "
-                    "competition notebook saves the `net` it passed in, so modify `net` in place "
-                    "(e.g. net.load_state_dict(other.state_dict())) and return None."
-                )
+            seconds = call_method(
+                method_cls,
+                params,
+                net,
+                loaders,
+                device,
+                f"run {i + 1} of {preset.n_models}, preset {preset.name}",
+                "the competition notebook saves the `net` it passed in, so modify `net` in place "
+                "(e.g. net.load_state_dict(other.state_dict()))",
+            )
             measured = measure_model(net, data, device)
             confidences.append(measured.pop("forget_confidences"))
             runs.append({"seed": seed, "seconds": seconds, **measured})
     return runs, torch.stack(confidences)
+
+
+def call_method(
+    method_cls: type[BaseMethod],
+    params: dict[str, Any],
+    net: torch.nn.Module,
+    loaders: tuple[Any, Any, Any],
+    device: torch.device,
+    context: str,
+    keep_net_because: str,
+) -> float:
+    """One ``run()`` of a fresh instance on ``net``; the seconds it took.
+
+    A method's own exception becomes an EvalError naming its file and line and
+    ``context`` (which run, which request); returning another model instead of
+    changing ``net`` is refused with ``keep_net_because`` as the reason.
+    """
+    method = method_cls(**params)
+    started = time.perf_counter()
+    try:
+        returned = method.run(net, *loaders)
+    except EvalError:
+        raise
+    except Exception as exc:
+        raise EvalError(
+            f"{failure_location(exc, method_cls)}: method {method_cls.name!r} raised "
+            f"{type(exc).__name__}: {exc} ({context}). Fix the method and score it again."
+        ) from exc
+    synchronize(device)
+    seconds = time.perf_counter() - started
+    if isinstance(returned, torch.nn.Module) and returned is not net:
+        raise EvalError(
+            f"{method_location(method_cls)}: {method_cls.__name__}.run() returned a new model; "
+            f"{keep_net_because} and return None."
+        )
+    return seconds
+
+
+def method_identity(
+    method_cls: type[BaseMethod], params: dict[str, Any], preset: Preset
+) -> dict[str, Any]:
+    """What a result is of: the method, its exact source and settings, the preset's options.
+
+    Leaderboards reuse a stored result only while these still match a fresh run.
+    """
+    return {
+        "method": method_cls.name,
+        "method_class": f"{method_cls.__module__}.{method_cls.__qualname__}",
+        "source_sha256": method_source_hash(method_cls),
+        "hyperparameters": params,
+        "preset": preset.name,
+        "options": preset_options(preset),
+    }
+
+
+def provenance(device: torch.device, started: float) -> dict[str, Any]:
+    """Where and when a result was made, and with what: every result file ends with these."""
+    return {
+        "device": str(device),
+        "device_name": device_name(device),
+        "versions": package_versions(),
+        "seconds_total": time.perf_counter() - started,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def method_loaders(preset: Preset, data: EvalData, seed: int) -> tuple[Any, Any, Any]:

@@ -38,7 +38,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-import methods
 from local_eval import evaluate as scoring
 from local_eval.cache import (
     atomic_torch_save,
@@ -47,21 +46,28 @@ from local_eval.cache import (
     options_key,
     repo_root,
 )
-from local_eval.devices import default_device, device_name
+from local_eval.devices import default_device
 from local_eval.errors import EvalError
 from local_eval.evaluate import (
     evaluate_method,
-    method_source_hash,
-    package_versions,
     resolve_hyperparameters,
     resolve_method,
     resolve_preset,
     score_models,
 )
-from local_eval.leaderboard import CEILING_LABEL, board_notes, reusable_result, write_board
+from local_eval.leaderboard import (
+    CEILING_LABEL,
+    board_notes,
+    choose_methods,
+    gather_results,
+    reusable_result,
+    say,
+    stored_if_current,
+    write_board,
+)
 from local_eval.leaderboard_plots import plot_federated_leaderboard
 from local_eval.models import build_model
-from local_eval.presets import Preset, model_options, preset_options
+from local_eval.presets import Preset, model_options
 from local_eval.references import (
     CACHE_FORMAT,
     EvalData,
@@ -74,6 +80,7 @@ from local_eval.references import (
     retrained_seed,
     weights_path,
 )
+from local_eval.report import score_table
 from local_eval.training import Recipe, train_model
 from methods.base import BaseMethod
 from methods.ftsu import SERVER_STATE_ENV, SERVER_STATE_FORMAT
@@ -311,12 +318,7 @@ def evaluate_federated(
     result = {
         "format": RESULT_FORMAT,
         "mode": MODE,
-        "method": method_cls.name,
-        "method_class": f"{method_cls.__module__}.{method_cls.__qualname__}",
-        "source_sha256": method_source_hash(method_cls),
-        "hyperparameters": params,
-        "preset": preset.name,
-        "options": preset_options(preset),
+        **scoring.method_identity(method_cls, params, preset),
         "federation": {
             **dataclasses.asdict(setup),
             "rounds": setup.resolved_rounds(preset),
@@ -332,11 +334,7 @@ def evaluate_federated(
         "retrained": scoring.mean_accuracies(refs.reference),
         "original": scoring.record_accuracies(refs.original),
         "runs": runs,
-        "device": str(device),
-        "device_name": device_name(device),
-        "versions": package_versions(),
-        "seconds_total": time.perf_counter() - started,
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **scoring.provenance(device, started),
         "json_path": str(json_path),
     }
     atomic_write_json(json_path, result)
@@ -358,20 +356,7 @@ def format_federated_summary(result: dict[str, Any]) -> str:
         f"{fed['rounds']} FedAvg rounds of {fed['local_epochs']} local epoch(s), forget set on client "
         f"{fed['forget_client']}; {opts['dataset']}, {opts['arch']}, N={result['n_models']}, {result['device']}",
         "",
-        f"  {'':<18}{'score':>7}{'F':>7}{'retain':>8}{'test':>7}{'forget':>8}   accuracy / ratio",
-    ]
-    for label, row in ((result["method"], result), ("retrain ceiling", result["ceiling"])):
-        lines.append(
-            f"  {label[:18]:<18}{row['score']:>7.4f}{row['forget_quality']:>7.3f}"
-            f"{row['retain_accuracy']:>8.3f}{row['test_accuracy']:>7.3f}{row['forget_accuracy']:>8.3f}"
-            f"   ratios {row['retain_ratio']:.3f} / {row['test_ratio']:.3f}"
-        )
-    for label, row in (("retrained (ref)", result["retrained"]), ("original", result["original"])):
-        lines.append(
-            f"  {label:<18}{'':>7}{'':>7}"
-            f"{row['retain_accuracy']:>8.3f}{row['test_accuracy']:>7.3f}{row['forget_accuracy']:>8.3f}"
-        )
-    lines += [
+        *score_table(result),
         "",
         f"  time per run {result['seconds_per_run']:.2f} s = {result['time_fraction']:.3f} of one "
         f"FedAvg retraining ({result['retrain_seconds']:.1f} s)",
@@ -403,52 +388,34 @@ def leaderboard_federated(
     """
     preset = resolve_preset(preset, options, None)
     device = torch.device(device) if device is not None else default_device()
-    handlers = methods.all_method_handlers()
-    names = list(method_names) if method_names else list(handlers)
-    unknown = [name for name in names if name not in handlers]
-    if unknown:
-        raise EvalError(
-            f"No method named {', '.join(map(repr, unknown))} is registered: choose among "
-            f"{', '.join(sorted(handlers))}."
-        )
+    chosen, left_out = choose_methods(method_names)
     setup = FederatedSetup(clients=k)
     federation = federated_references(preset, setup, device=device, progress=progress)
     results_root = Path(results_dir) if results_dir is not None else scoring.default_results_dir()
     standard_dir = results_root / f"{preset.name}-{MODE}" / "standard"
-    rows, standard, failures = [], {}, {}
-    for name in names:
-        method_cls = handlers[name]
+    rows, failures = gather_results(
+        chosen,
+        lambda method_cls: (
+            None if rerun else reusable_federated_result(method_cls, preset, federation, results_root)
+        ),
+        lambda method_cls: evaluate_federated(
+            method_cls, preset, k, device=device, results_dir=results_root, progress=progress, echo=echo
+        ),
+        lambda name: result_path(results_root, preset.name, name),
+        f"scoring federated ({k} clients) on preset {preset.name} (N={preset.n_models})",
+        echo,
+    )
+    standard = {}
+    for name in [row["method"] for row in rows] if with_standard else []:
         try:
-            stored = (
-                None
-                if rerun
-                else reusable_federated_result(method_cls, preset, federation, results_root)
+            standard[name] = _standard_result(
+                chosen[name], preset, results_root, standard_dir, device, rerun, progress, echo
             )
-            if stored is None:
-                _say(
-                    echo,
-                    f"{name}: scoring federated ({k} clients) on preset {preset.name} (N={preset.n_models})",
-                )
-                stored = evaluate_federated(
-                    method_cls,
-                    preset,
-                    k,
-                    device=device,
-                    results_dir=results_root,
-                    progress=progress,
-                    echo=echo,
-                )
-            rows.append(stored)
-            if with_standard:
-                standard[name] = _standard_result(
-                    method_cls, preset, results_root, standard_dir, device, rerun, progress, echo
-                )
         except EvalError as exc:
-            _say(echo, f"{name}: failed: {exc}")
+            say(echo, f"{name}: failed: {exc}")
             failures[name] = str(exc)
     refs = federation.refs
     ceiling = score_models(refs.ceiling, refs)
-    left_out = [name for name in handlers if name not in names]
     text = render_federated_leaderboard(
         preset, setup, rows, standard, ceiling, failures, refs, left_out
     )
@@ -461,30 +428,22 @@ def leaderboard_federated(
         standard,
         ceiling["score"],
     )
-    path = write_board(docs, stem, text, preset, f"FEDERATED={k}", names if left_out else None)
-    _say(echo, f"\n{text}\nwrote {path}")
-    return path
+    return write_board(
+        docs, stem, text, preset, f"FEDERATED={k}", list(chosen) if left_out else None, echo
+    )
 
 
 def reusable_federated_result(
     method_cls: type[BaseMethod], preset: Preset, federation: FederatedReferences, results_dir: Path
 ) -> dict[str, Any] | None:
     """A stored federated result computed exactly as a fresh run would be, else None."""
-    path = result_path(results_dir, preset.name, method_cls.name)
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    current = {
-        "format": RESULT_FORMAT,
-        "options": json.loads(json.dumps(preset_options(preset))),
-        "references_key": federation.refs.key,
-        "source_sha256": method_source_hash(method_cls),
-        "hyperparameters": json.loads(json.dumps(resolve_hyperparameters(method_cls, None))),
-    }
-    if any(result.get(key) != value for key, value in current.items()):
-        return None
-    return result
+    return stored_if_current(
+        result_path(results_dir, preset.name, method_cls.name),
+        method_cls,
+        preset,
+        format=RESULT_FORMAT,
+        references_key=federation.refs.key,
+    )
 
 
 def render_federated_leaderboard(
@@ -643,7 +602,3 @@ def _average_states(
             averaged[name] = states[largest][name].clone()
     return averaged
 
-
-def _say(echo: bool, message: str) -> None:
-    if echo:
-        print(message, flush=True)

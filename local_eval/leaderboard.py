@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,37 +61,17 @@ def build_leaderboard(
     preset = resolve_preset(preset, options, n_models)
     device = torch.device(device) if device is not None else None
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
-    handlers = methods.all_method_handlers()
-    unknown = sorted(set(only or ()) - set(handlers))
-    if unknown:
-        raise EvalError(
-            f"Cannot restrict the leaderboard to {', '.join(map(repr, unknown))}: not registered. "
-            f"Registered methods: {', '.join(handlers)}."
-        )
-    chosen = {name: cls for name, cls in handlers.items() if only is None or name in only}
-    left_out = [name for name in handlers if name not in chosen]
-    rows, failures = [], {}
-    for name, method_cls in chosen.items():
-        reusable = None if rerun else reusable_result(method_cls, preset, results_dir)
-        if reusable is not None:
-            _say(echo, f"{name}: reusing {result_paths(results_dir, preset.name, name)[0]}")
-            rows.append(reusable)
-            continue
-        _say(echo, f"{name}: scoring on preset {preset.name} (N={preset.n_models})")
-        try:
-            rows.append(
-                evaluate_method(
-                    method_cls,
-                    preset,
-                    device=device,
-                    results_dir=results_dir,
-                    progress=progress,
-                    echo=echo,
-                )
-            )
-        except EvalError as exc:
-            _say(echo, f"{name}: failed: {exc}")
-            failures[name] = str(exc)
+    chosen, left_out = choose_methods(only)
+    rows, failures = gather_results(
+        chosen,
+        lambda method_cls: None if rerun else reusable_result(method_cls, preset, results_dir),
+        lambda method_cls: evaluate_method(
+            method_cls, preset, device=device, results_dir=results_dir, progress=progress, echo=echo
+        ),
+        lambda name: result_paths(results_dir, preset.name, name)[0],
+        f"scoring on preset {preset.name} (N={preset.n_models})",
+        echo,
+    )
     refs = build_references(preset, device=device, progress=progress)
     ceiling = score_models(refs.ceiling, refs)
     text = render_leaderboard(
@@ -102,13 +83,88 @@ def build_leaderboard(
         docs / f"{stem}.png", f"Leaderboard: preset {preset.name}, N = {preset.n_models}",
         rows, ceiling["score"],
     )
-    path = write_board(docs, stem, text, preset, methods=list(chosen) if left_out else None)
-    _say(echo, f"\n{text}\nwrote {path}")
-    return path
+    return write_board(docs, stem, text, preset, methods=list(chosen) if left_out else None, echo=echo)
+
+
+def choose_methods(
+    names: list[str] | None,
+) -> tuple[dict[str, type[BaseMethod]], list[str]]:
+    """The registered methods a board scores (all when ``names`` is None) and those it leaves out.
+
+    Registry order, whatever order ``names`` came in, so the same choice always
+    gives the same board and the same command under it.
+    """
+    handlers = methods.all_method_handlers()
+    unknown = [name for name in dict.fromkeys(names or ()) if name not in handlers]
+    if unknown:
+        raise EvalError(
+            f"Cannot restrict the leaderboard to {', '.join(map(repr, unknown))}: not registered. "
+            f"Registered methods: {', '.join(handlers)}."
+        )
+    chosen = {name: cls for name, cls in handlers.items() if names is None or name in names}
+    return chosen, [name for name in handlers if name not in chosen]
+
+
+def gather_results(
+    chosen: dict[str, type[BaseMethod]],
+    stored: Callable[[type[BaseMethod]], dict[str, Any] | None],
+    score: Callable[[type[BaseMethod]], dict[str, Any]],
+    where: Callable[[str], Path],
+    doing: str,
+    echo: bool,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Each method's stored result if still current, else a fresh score; failures by name.
+
+    A method that fails is recorded instead of stopping the others: one broken
+    method should not cost the hours the rest of a board takes.
+    """
+    rows, failures = [], {}
+    for name, method_cls in chosen.items():
+        try:
+            result = stored(method_cls)
+            if result is not None:
+                say(echo, f"{name}: reusing {where(name)}")
+            else:
+                say(echo, f"{name}: {doing}")
+                result = score(method_cls)
+            rows.append(result)
+        except EvalError as exc:
+            say(echo, f"{name}: failed: {exc}")
+            failures[name] = str(exc)
+    return rows, failures
+
+
+def stored_if_current(
+    path: Path, method_cls: type[BaseMethod], preset: Preset, **expected: Any
+) -> dict[str, Any] | None:
+    """The result stored at ``path`` if a fresh run would compute exactly it, else None.
+
+    Same preset options, method source and default hyperparameters, plus the
+    mode's own ``expected`` fields (result format, reference keys, ...).
+    """
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    current = {
+        "options": json.loads(json.dumps(preset_options(preset))),
+        "source_sha256": method_source_hash(method_cls),
+        "hyperparameters": json.loads(json.dumps(resolve_hyperparameters(method_cls, None))),
+        **expected,
+    }
+    if any(result.get(key) != value for key, value in current.items()):
+        return None
+    return result
 
 
 def write_board(
-    docs: Path, stem: str, text: str, preset: Preset, mode: str = "", methods: list[str] | None = None
+    docs: Path,
+    stem: str,
+    text: str,
+    preset: Preset,
+    mode: str = "",
+    methods: list[str] | None = None,
+    echo: bool = True,
 ) -> Path:
     """Write ``<stem>.md``: the table, its picture ``<stem>.png`` and the command that makes both.
 
@@ -129,30 +185,23 @@ def write_board(
         f"Made with `{command}` (results are reused while a method's source, hyperparameters "
         "and the references are unchanged).",
     ]
-    return atomic_write_text(docs / f"{stem}.md", text + "\n".join(footer) + "\n")
+    text += "\n".join(footer) + "\n"
+    path = atomic_write_text(docs / f"{stem}.md", text)
+    say(echo, f"\n{text}\nwrote {path}")
+    return path
 
 
 def reusable_result(
     method_cls: type[BaseMethod], preset: Preset, results_dir: Path
 ) -> dict[str, Any] | None:
     """The stored result if it was computed exactly as a fresh run would be, else None."""
-    path = result_paths(results_dir, preset.name, method_cls.name)[0]
-    if not path.exists():
-        return None
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    current = {
-        "format": RESULT_FORMAT,
-        "options": json.loads(json.dumps(preset_options(preset))),
-        "references_key": references_key(preset),
-        "source_sha256": method_source_hash(method_cls),
-        "hyperparameters": json.loads(json.dumps(resolve_hyperparameters(method_cls, None))),
-    }
-    if any(result.get(key) != value for key, value in current.items()):
-        return None
-    return result
+    return stored_if_current(
+        result_paths(results_dir, preset.name, method_cls.name)[0],
+        method_cls,
+        preset,
+        format=RESULT_FORMAT,
+        references_key=references_key(preset),
+    )
 
 
 def render_leaderboard(
@@ -233,6 +282,6 @@ def _sizes(refs) -> dict[str, int]:
     }
 
 
-def _say(echo: bool, message: str) -> None:
+def say(echo: bool, message: str) -> None:
     if echo:
         print(message, flush=True)

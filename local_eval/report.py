@@ -29,21 +29,10 @@ def write_result(result: dict[str, Any], path: Path) -> Path:
     return atomic_write_json(path, result)
 
 
-def format_summary(result: dict[str, Any]) -> str:
-    """The figures a researcher compares between runs, unlearned beside the baselines."""
-    opts = result["options"]
-    sizes = result["sizes"]
-    lines = [
-        f"{result['method']} on preset {result['preset']}: {opts['dataset']}, {opts['arch']}, "
-        f"N={result['n_models']}, forget {sizes['forget']} ({opts['forget_mode']}) / "
-        f"retain {sizes['retain']} / test {sizes['test']}, {result['device']}",
-        "",
-        f"  {'':<18}{'score':>7}{'F':>7}{'retain':>8}{'test':>7}{'forget':>8}   accuracy / ratio",
-    ]
-    for label, row in (
-        (result["method"], result),
-        ("retrain ceiling", result["ceiling"]),
-    ):
+def score_table(result: dict[str, Any]) -> list[str]:
+    """The method's figures over the ceiling's, then the baselines' accuracies, in aligned columns."""
+    lines = [f"  {'':<18}{'score':>7}{'F':>7}{'retain':>8}{'test':>7}{'forget':>8}   accuracy / ratio"]
+    for label, row in ((result["method"], result), ("retrain ceiling", result["ceiling"])):
         lines.append(
             f"  {label[:18]:<18}{row['score']:>7.4f}{row['forget_quality']:>7.3f}"
             f"{row['retain_accuracy']:>8.3f}{row['test_accuracy']:>7.3f}{row['forget_accuracy']:>8.3f}"
@@ -54,6 +43,20 @@ def format_summary(result: dict[str, Any]) -> str:
             f"  {label:<18}{'':>7}{'':>7}"
             f"{row['retain_accuracy']:>8.3f}{row['test_accuracy']:>7.3f}{row['forget_accuracy']:>8.3f}"
         )
+    return lines
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """The figures a researcher compares between runs, unlearned beside the baselines."""
+    opts = result["options"]
+    sizes = result["sizes"]
+    lines = [
+        f"{result['method']} on preset {result['preset']}: {opts['dataset']}, {opts['arch']}, "
+        f"N={result['n_models']}, forget {sizes['forget']} ({opts['forget_mode']}) / "
+        f"retain {sizes['retain']} / test {sizes['test']}, {result['device']}",
+        "",
+        *score_table(result),
+    ]
     lines += [
         "",
         f"  time per run {result['seconds_per_run']:.2f} s = {result['time_fraction']:.3f} of one "

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -28,22 +27,26 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import methods
 from local_eval import evaluate as scoring
 from local_eval.cache import atomic_write_json, cache_dir, options_key, repo_root
-from local_eval.devices import default_device, device_name
+from local_eval.devices import default_device
 from local_eval.errors import EvalError
 from local_eval.evaluate import (
-    method_source_hash,
-    package_versions,
     resolve_hyperparameters,
     resolve_method,
     resolve_preset,
     score_models,
 )
-from local_eval.leaderboard import CEILING_LABEL, board_notes, write_board
+from local_eval.leaderboard import (
+    CEILING_LABEL,
+    board_notes,
+    choose_methods,
+    gather_results,
+    stored_if_current,
+    write_board,
+)
 from local_eval.leaderboard_plots import plot_requests_leaderboard
-from local_eval.presets import Preset, model_options, preset_options
+from local_eval.presets import Preset, model_options
 from local_eval.references import (
     CACHE_FORMAT,
     EvalData,
@@ -194,12 +197,7 @@ def evaluate_requests(
     result = {
         "format": RESULT_FORMAT,
         "mode": MODE,
-        "method": method_cls.name,
-        "method_class": f"{method_cls.__module__}.{method_cls.__qualname__}",
-        "source_sha256": method_source_hash(method_cls),
-        "hyperparameters": params,
-        "preset": preset.name,
-        "options": preset_options(preset),
+        **scoring.method_identity(method_cls, params, preset),
         "k": k,
         "grouping": plan.grouping,
         "request_sizes": [len(r) for r in plan.requests],
@@ -215,11 +213,7 @@ def evaluate_requests(
         "retrain_seconds": retrain_seconds,
         "time_fraction": seconds_per_run / retrain_seconds,
         "runs": [[{key: v for key, v in step.items()} for step in run] for run in runs],
-        "device": str(device),
-        "device_name": device_name(device),
-        "versions": package_versions(),
-        "seconds_total": time.perf_counter() - started,
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **scoring.provenance(device, started),
         "json_path": str(json_path),
     }
     atomic_write_json(json_path, result)
@@ -283,43 +277,21 @@ def leaderboard_requests(
     """
     preset = resolve_preset(preset, options, None)
     device = torch.device(device) if device is not None else default_device()
-    handlers = methods.all_method_handlers()
-    names = list(method_names) if method_names else list(handlers)
-    unknown = [name for name in names if name not in handlers]
-    if unknown:
-        raise EvalError(
-            f"No method named {', '.join(map(repr, unknown))} is registered: choose among "
-            f"{', '.join(sorted(handlers))}."
-        )
+    chosen, left_out = choose_methods(method_names)
     plan, refs = request_references(preset, k, device=device, progress=progress)
-    rows, failures = [], {}
-    for name in names:
-        method_cls = handlers[name]
-        stored = (
+    rows, failures = gather_results(
+        chosen,
+        lambda method_cls: (
             None if rerun else reusable_requests_result(method_cls, preset, k, refs, results_dir)
-        )
-        if stored is not None:
-            _say(echo, f"{name}: reusing {result_path(results_dir, preset.name, name)}")
-            rows.append(stored)
-            continue
-        _say(echo, f"{name}: serving {k} requests on preset {preset.name} (N={preset.n_models})")
-        try:
-            rows.append(
-                evaluate_requests(
-                    method_cls,
-                    preset,
-                    k,
-                    device=device,
-                    results_dir=results_dir,
-                    progress=progress,
-                    echo=echo,
-                )
-            )
-        except EvalError as exc:
-            _say(echo, f"{name}: failed: {exc}")
-            failures[name] = str(exc)
+        ),
+        lambda method_cls: evaluate_requests(
+            method_cls, preset, k, device=device, results_dir=results_dir, progress=progress, echo=echo
+        ),
+        lambda name: result_path(results_dir, preset.name, name),
+        f"serving {k} requests on preset {preset.name} (N={preset.n_models})",
+        echo,
+    )
     ceilings = [score_models(r.ceiling, r) for r in refs]
-    left_out = [name for name in handlers if name not in names]
     text = render_requests_leaderboard(
         preset, k, plan, rows, ceilings, failures, refs[-1], left_out
     )
@@ -331,9 +303,9 @@ def leaderboard_requests(
         rows,
         ceilings,
     )
-    path = write_board(docs, stem, text, preset, f"REQUESTS={k}", names if left_out else None)
-    _say(echo, f"\n{text}\nwrote {path}")
-    return path
+    return write_board(
+        docs, stem, text, preset, f"REQUESTS={k}", list(chosen) if left_out else None, echo
+    )
 
 
 def reusable_requests_result(
@@ -344,22 +316,14 @@ def reusable_requests_result(
     results_dir: Path | str | None,
 ) -> dict[str, Any] | None:
     """A stored result computed exactly as a fresh run would be, else None."""
-    path = result_path(results_dir, preset.name, method_cls.name)
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    current = {
-        "format": RESULT_FORMAT,
-        "k": k,
-        "options": json.loads(json.dumps(preset_options(preset))),
-        "references_keys": [r.key for r in refs],
-        "source_sha256": method_source_hash(method_cls),
-        "hyperparameters": json.loads(json.dumps(resolve_hyperparameters(method_cls, None))),
-    }
-    if any(result.get(key) != value for key, value in current.items()):
-        return None
-    return result
+    return stored_if_current(
+        result_path(results_dir, preset.name, method_cls.name),
+        method_cls,
+        preset,
+        format=RESULT_FORMAT,
+        k=k,
+        references_keys=[r.key for r in refs],
+    )
 
 
 def render_requests_leaderboard(
@@ -448,26 +412,16 @@ def _run_requests(
                 held = torch.cat([data.retain, plan.unserved(j)]).sort().values
                 step_data = dataclasses.replace(data, retain=held, forget=plan.requests[j])
                 loaders = scoring.method_loaders(preset, step_data, seed * k + j)
-                started = time.perf_counter()
-                try:
-                    returned = method_cls(**params).run(net, *loaders)
-                except EvalError:
-                    raise
-                except Exception as exc:
-                    raise EvalError(
-                        f"{scoring.failure_location(exc, method_cls)}: method {method_cls.name!r} "
-                        f"raised {type(exc).__name__}: {exc} (run {i + 1} of {preset.n_models}, "
-                        f"request {j + 1} of {k}, preset {preset.name}). Fix the method and score it again."
-                    ) from exc
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                seconds = time.perf_counter() - started
-                if isinstance(returned, torch.nn.Module) and returned is not net:
-                    raise EvalError(
-                        f"{scoring.method_location(method_cls)}: {method_cls.__name__}.run() returned a new "
-                        "model; requests carry the `net` they passed in over to the next one, so "
-                        "modify `net` in place and return None."
-                    )
+                seconds = scoring.call_method(
+                    method_cls,
+                    params,
+                    net,
+                    loaders,
+                    device,
+                    f"run {i + 1} of {preset.n_models}, request {j + 1} of {k}, preset {preset.name}",
+                    "requests carry the `net` they passed in over to the next one, so modify `net` "
+                    "in place",
+                )
                 measured = measure_model(net, refs[j].data, device)
                 steps.append({"request": j + 1, "seconds": seconds, **measured})
             runs.append(steps)
@@ -554,7 +508,3 @@ def _reordered(refs: References, served: torch.Tensor) -> References:
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
-
-def _say(echo: bool, message: str) -> None:
-    if echo:
-        print(message, flush=True)
