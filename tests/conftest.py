@@ -32,6 +32,16 @@ def hermetic_cache(tmp_path_factory, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def smoke_references(tmp_path_factory) -> Path:
+    """One smoke-preset reference cache for every scoring test module: the models are the slow part."""
+    folder = tmp_path_factory.getbasetemp() / "smoke-references"
+    patcher = pytest.MonkeyPatch()
+    patcher.setenv(CACHE_ENV, str(folder))
+    yield folder
+    patcher.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_mock(tmp_path_factory) -> Path:
     """A complete competition input (CSVs, PNGs, trained ResNet-18) built in seconds."""

@@ -17,15 +17,6 @@ from methods.common import ASSETS_ENV
 NUM_CLASSES = 10
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and lose a lot on a shared, busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def assets_dir(tmp_path, monkeypatch):
     """The folder the notebook (or the evaluator) points the method at."""

@@ -19,32 +19,13 @@ from methods.common import unpack_batch
 SMOKE = get_preset("smoke")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and parallel test runs do not fight over cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """One smoke reference cache for every scoring test: the models are the slow part."""
-    folder = tmp_path_factory.getbasetemp() / "smoke-references"
-    patcher = pytest.MonkeyPatch()
-    patcher.setenv("UNLEARNKIT_CACHE", str(folder))
-    yield folder
-    patcher.undo()
-
-
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("results")
 
 
 @pytest.fixture(scope="module")
-def finetune_result(cache, results_dir):
+def finetune_result(smoke_references, results_dir):
     return evaluate_method("finetune", "smoke", results_dir=results_dir, progress=False, echo=False)
 
 
@@ -143,7 +124,7 @@ def test_score_is_the_metric_of_the_reported_figures(finetune_result):
     assert finetune_result["score"] == pytest.approx(finetune_result["forget_quality"] * ratios)
 
 
-def test_retrain_ceiling_scores_the_second_half_of_retrained_models(finetune_result, cache):
+def test_retrain_ceiling_scores_the_second_half_of_retrained_models(finetune_result, smoke_references):
     refs = build_references(SMOKE, device=torch.device("cpu"), progress=False)
     ceiling = finetune_result["ceiling"]
     ra = statistics.mean(r.retain_accuracy for r in refs.ceiling)
@@ -164,14 +145,14 @@ def test_time_fraction_is_run_time_over_one_retraining(finetune_result):
     )
 
 
-def test_summary_is_printed_on_one_screen(cache, tmp_path, capsys):
+def test_summary_is_printed_on_one_screen(smoke_references, tmp_path, capsys):
     evaluate_method("finetune", "smoke", n_models=3, results_dir=tmp_path, progress=False)
     printed = capsys.readouterr().out
     assert "finetune" in printed and "retrain ceiling" in printed
     assert len(printed.splitlines()) <= 25
 
 
-def test_every_run_starts_from_a_fresh_original_with_its_own_seed(cache, results_dir):
+def test_every_run_starts_from_a_fresh_original_with_its_own_seed(smoke_references, results_dir):
     StartRecorder.starts.clear()
     evaluate_method(StartRecorder, "smoke", results_dir=results_dir, progress=False, echo=False)
     checksums = {round(checksum, 3) for checksum, _ in StartRecorder.starts}
@@ -181,7 +162,7 @@ def test_every_run_starts_from_a_fresh_original_with_its_own_seed(cache, results
     assert len(seeds) == SMOKE.n_models
 
 
-def test_tuple_batch_format_gives_methods_tuples(cache, results_dir):
+def test_tuple_batch_format_gives_methods_tuples(smoke_references, results_dir):
     BatchFormatProbe.seen.clear()
     evaluate_method(
         BatchFormatProbe,
@@ -195,7 +176,7 @@ def test_tuple_batch_format_gives_methods_tuples(cache, results_dir):
     assert set(BatchFormatProbe.seen) <= {tuple, list}
 
 
-def test_competition_batches_are_dicts_by_default(cache, results_dir):
+def test_competition_batches_are_dicts_by_default(smoke_references, results_dir):
     BatchFormatProbe.seen.clear()
     evaluate_method(
         BatchFormatProbe, "smoke", n_models=3, results_dir=results_dir, progress=False, echo=False
@@ -203,7 +184,7 @@ def test_competition_batches_are_dicts_by_default(cache, results_dir):
     assert set(BatchFormatProbe.seen) == {dict}
 
 
-def test_hyperparameters_from_the_command_line_take_the_default_type(cache, results_dir):
+def test_hyperparameters_from_the_command_line_take_the_default_type(smoke_references, results_dir):
     result = evaluate_method(
         BatchFormatProbe,
         "smoke",
@@ -216,7 +197,7 @@ def test_hyperparameters_from_the_command_line_take_the_default_type(cache, resu
     assert result["hyperparameters"] == {"lr": 0.01, "steps": 3}
 
 
-def test_unknown_hyperparameter_names_the_valid_ones(cache, results_dir):
+def test_unknown_hyperparameter_names_the_valid_ones(smoke_references, results_dir):
     with pytest.raises(EvalError, match="no hyperparameter 'momentum'.*lr, steps"):
         evaluate_method(BatchFormatProbe, "smoke", overrides={"momentum": 0.9})
 
@@ -226,21 +207,21 @@ def test_unknown_method_lists_the_registered_ones():
         evaluate_method("nope", "smoke")
 
 
-def test_a_failing_method_is_reported_with_its_file_and_line(cache, results_dir):
+def test_a_failing_method_is_reported_with_its_file_and_line(smoke_references, results_dir):
     with pytest.raises(
         EvalError, match=r"test_evaluate\.py line \d+.*ValueError: lr schedule is empty"
     ):
         evaluate_method(Failing, "smoke", n_models=3, results_dir=results_dir, progress=False)
 
 
-def test_a_method_returning_a_new_model_is_told_to_modify_net_in_place(cache, results_dir):
+def test_a_method_returning_a_new_model_is_told_to_modify_net_in_place(smoke_references, results_dir):
     with pytest.raises(EvalError, match="in place"):
         evaluate_method(
             ReturnsNewModel, "smoke", n_models=3, results_dir=results_dir, progress=False
         )
 
 
-def test_a_method_file_can_be_scored_before_it_is_registered(cache, tmp_path):
+def test_a_method_file_can_be_scored_before_it_is_registered(smoke_references, tmp_path):
     source = tmp_path / "idea.py"
     source.write_text(
         "from methods.base import BaseMethod\n\n\n"

@@ -7,7 +7,6 @@ import re
 import shutil
 
 import pytest
-import torch
 
 import methods
 from local_eval import leaderboard
@@ -33,23 +32,10 @@ class Broken(BaseMethod):
         raise RuntimeError("shape mismatch in my head")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and parallel test runs do not fight over cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-    """The smoke references shared with the other scoring tests: the models are the slow part."""
-    folder = tmp_path_factory.getbasetemp() / "smoke-references"
-    patcher = pytest.MonkeyPatch()
-    patcher.setenv("UNLEARNKIT_CACHE", str(folder))
-    yield folder
-    patcher.undo()
+def cache(smoke_references):
+    """Every board here scores against the smoke references the other scoring tests share."""
+    return smoke_references
 
 
 @pytest.fixture(scope="module")

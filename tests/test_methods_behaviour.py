@@ -95,7 +95,6 @@ def run_method(method_class, loaders) -> tuple[torch.nn.Module, torch.nn.Module,
 @pytest.fixture(scope="module")
 def runs() -> dict:
     """Each method run once per batch format, shared by the tests below."""
-    torch.set_num_threads(1)
     results = {}
     for batch_format in ("dict", "tuple"):
         loaders = make_loaders(batch_format)
@@ -172,7 +171,6 @@ def test_leaves_weights_finite(runs, method_class):
 @pytest.mark.parametrize("method_class", METHODS, ids=lambda cls: cls.name)
 def test_tolerates_one_example_batches(method_class):
     """BatchNorm cannot train on one example; a loader's last batch may hold just one."""
-    torch.set_num_threads(1)
     loaders = make_loaders(
         "tuple", retain=BATCH_SIZE + 1, forget=BATCH_SIZE + 1, val=BATCH_SIZE + 1
     )

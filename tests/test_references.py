@@ -16,15 +16,6 @@ from local_eval.training import Recipe
 ONE_EPOCH = Recipe(epochs=1, lr=0.05, batch_size=32, augment=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train faster on one thread, and parallel test runs do not fight over cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def tiny_preset():
     """Seven one-epoch models on synthetic data: enough to watch the cache work."""

@@ -27,14 +27,6 @@ from methods.base import BaseMethod
 ONE_EPOCH = Recipe(epochs=1, lr=0.05, batch_size=32, augment=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     """Three one-epoch models per side on 160 synthetic images: enough to watch the mode work."""

@@ -54,14 +54,6 @@ class DictDataset(Dataset):
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
 def empty_method_state(monkeypatch):
     """Each test starts with no state carried over from another test's requests."""
     monkeypatch.setattr(ams_unlearn, "_STATE", {})
