@@ -44,12 +44,12 @@ class Amnesiacs(BaseMethod):
     2. ``warmup_epochs`` epochs on the validation set (never trained on, so it carries
        no forget-set memory) distilling the original model: KL at temperature
        ``temperature`` (SGD ``warmup_lr``).
-    3. ``epochs`` epochs on the retain set, cosine from ``lr``, loss = cross-entropy +
-       soft cross-entropy to the original model's probabilities + KL to the original
-       model, both at temperature ``temperature``.
+    3. ``epochs`` epochs on the retain set, cosine from ``lr`` stepped once per epoch,
+       loss = cross-entropy + soft cross-entropy to the original model's probabilities
+       + KL to the original model; both soft terms soften the teacher's and the
+       student's softmax at ``temperature`` (5 in the notebook), neither is
+       multiplied by T^2.
 
-    Both softmaxes of both soft terms use ``temperature`` (5 in the notebook); the KL
-    terms are not multiplied by T^2; the cosine schedule steps once per retain epoch.
     The project's own choice: one-example batches are skipped (BatchNorm cannot
     normalise them in train mode).
     """

@@ -128,6 +128,11 @@ class Seif(BaseMethod):
         favoured = self.favoured_class
         if favoured is None:
             favoured = int(torch.argmax(count_labels(retain_loader, num_classes)))
+        if not 0 <= favoured < num_classes:
+            raise ValueError(
+                f"seif: favoured_class={favoured} but the model has {num_classes} classes; "
+                "use a class index or None for the retain set's most frequent class"
+            )
         weights = torch.full((num_classes,), self.other_weight, device=device)
         weights[favoured] = self.favoured_weight
         return weights

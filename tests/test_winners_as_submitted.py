@@ -172,7 +172,7 @@ def test_seif_favours_class_0_even_when_another_class_is_the_majority():
     inputs, targets = single_batch(make_loader(8, batch_size=8, labels=labels))
     plain = one_step_update(before, inputs, lambda z: F.cross_entropy(z, targets), 1e-2)
     actual = after.fc.weight - before.fc.weight
-    assert torch.allclose(actual, 0.05 * plain["fc.weight"], rtol=1e-3, atol=1e-9)
+    assert torch.allclose(actual, 0.05 * plain["fc.weight"], rtol=1e-3, atol=1e-6)
 
 
 def test_seif_scales_the_batch_mean_loss_by_the_batch_mean_class_weight():
@@ -191,8 +191,33 @@ def test_seif_scales_the_batch_mean_loss_by_the_batch_mean_class_weight():
         1e-2,
     )
     actual = after.fc.weight - before.fc.weight
-    assert torch.allclose(actual, batch_mean["fc.weight"], rtol=1e-3, atol=1e-9)
+    assert torch.allclose(actual, batch_mean["fc.weight"], rtol=1e-3, atol=1e-6)
     assert not torch.allclose(actual, per_example["fc.weight"], rtol=1e-2, atol=1e-9)
+
+
+def test_seif_majority_reading_favours_the_retain_sets_most_frequent_class():
+    labels = [1] * 8
+    before, after = seif_first_update(labels, favoured_class=None)
+    inputs, targets = single_batch(make_loader(8, batch_size=8, labels=labels))
+    plain = one_step_update(before, inputs, lambda z: F.cross_entropy(z, targets), 1e-2)
+    actual = after.fc.weight - before.fc.weight
+    assert torch.allclose(actual, plain["fc.weight"], rtol=1e-3, atol=1e-6)
+
+
+def test_seif_per_example_reading_weighs_each_examples_loss():
+    labels = [0, 0, 1, 2, 3, 4, 5, 6]
+    before, after = seif_first_update(labels, class_weighting="per_example")
+    inputs, targets = single_batch(make_loader(8, batch_size=8, labels=labels))
+    weights = torch.full((NUM_CLASSES,), 0.05)
+    weights[0] = 1.0
+    per_example = one_step_update(
+        before,
+        inputs,
+        lambda z: (F.cross_entropy(z, targets, reduction="none") * weights[targets]).mean(),
+        1e-2,
+    )
+    actual = after.fc.weight - before.fc.weight
+    assert torch.allclose(actual, per_example["fc.weight"], rtol=1e-3, atol=1e-6)
 
 
 # --- fanchuan (kgltop1) -----------------------------------------------------------------
@@ -384,7 +409,7 @@ def test_amnesiacs_softens_both_softmaxes_of_the_soft_terms_at_temperature_5():
 
     actual = after.fc.weight - net.fc.weight
     assert torch.allclose(actual, one_step_update(net, inputs, loss(5.0), 1e-2)["fc.weight"],
-                          rtol=1e-3, atol=1e-9)
+                          rtol=1e-3, atol=1e-6)
     assert not torch.allclose(actual, one_step_update(net, inputs, loss(1.0), 1e-2)["fc.weight"],
                               rtol=1e-2, atol=1e-9)
 
@@ -458,6 +483,12 @@ def test_sun_treats_the_shortcut_batchnorm_as_a_candidate_not_as_batchnorm():
         assert bn <= training and len(training - bn) == 9
     chosen_shortcut = [training & shortcut_bn for _, training in epochs]
     assert any(chosen_shortcut) and not all(chosen == shortcut_bn for chosen in chosen_shortcut)
+
+
+def test_sun_module_reading_always_trains_the_shortcut_batchnorm():
+    epochs = sun_partial_epochs(partial_epochs=3, batchnorm_detection="module")
+    batchnorm = {name for name in epochs[0][0] if "bn" in name or "downsample.1" in name}
+    assert all(batchnorm <= training and len(training - batchnorm) == 9 for _, training in epochs)
 
 
 def test_sun_each_final_epoch_starts_with_fresh_momentum():
