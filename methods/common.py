@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import torch
+from torch.utils.data import DataLoader, Subset
 
 ASSETS_ENV = "UNLEARNKIT_ASSETS_DIR"
 
@@ -60,3 +61,38 @@ def count_labels(loader, num_classes: int) -> torch.Tensor:
         _, targets = unpack_batch(batch, torch.device("cpu"))
         counts += torch.bincount(targets, minlength=num_classes)
     return counts
+
+
+def reshuffled_loader(loader, batch_size: int, indices=None) -> DataLoader:
+    """A shuffled loader over the caller's dataset (or the ``indices`` of it) at ``batch_size``.
+
+    Some teams rebuilt the competition's loaders at their own batch size. Starting from
+    ``loader.dataset`` keeps the caller's examples, collate function and batch format
+    (dicts on Kaggle, tuples in CIFAR-style code); the order comes from a generator
+    seeded off torch's global RNG, so a seeded caller gets the same batches every run.
+    """
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None:
+        raise TypeError(
+            f"expected a torch DataLoader with a .dataset, got {type(loader).__name__}: "
+            "this method rebuilds the loader at its own batch size"
+        )
+    if indices is not None:
+        dataset = Subset(dataset, indices)
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+        collate_fn=getattr(loader, "collate_fn", None),
+        num_workers=getattr(loader, "num_workers", 0),
+    )
+
+
+def dataset_size(loader) -> int:
+    """Examples behind ``loader``: its dataset's length, else a count over one pass."""
+    dataset = getattr(loader, "dataset", None)
+    if dataset is not None:
+        return len(dataset)
+    return sum(unpack_batch(batch, torch.device("cpu"))[0].shape[0] for batch in loader)

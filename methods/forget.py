@@ -39,12 +39,16 @@ class Forget(BaseMethod):
     MSE (SGD from ``lr``, cosine over the cycle), feeding inputs with Gaussian noise of
     standard deviation ``input_noise_std`` added.
 
-    The team's notebook was not available offline, so this follows the published
-    description and the project's specification. Where they are silent: a "layer" is
-    a convolution (its BatchNorm keeps its parameters); the noise is added to inputs on
-    the scale the loader gives them (0-255 here, as on Kaggle) and both models see the
-    same noisy inputs; each cycle starts a fresh SGD with momentum and weight decay;
-    one-example batches are skipped (BatchNorm cannot normalise them in train mode).
+    No notebook of this team is preserved (xcadet/deepunlearn keeps the code of the
+    seven entries above it, ``kgltop1``..``kgltop7``, none of them this one), so only
+    the technical report's description is followed. These decisions are the project's
+    own, not the team's: the cycle lengths ``(1, 2, 2)`` and six layers per cycle; a
+    "layer" is a convolution outside the ``downsample`` shortcuts, never ``fc``, and
+    its BatchNorm keeps its parameters; the input noise (standard deviation
+    ``input_noise_std`` on the 0-255 scale the loader gives, the same noisy inputs for
+    both models); MSE on logits; each cycle's fresh SGD with momentum and weight decay
+    and its per-batch cosine schedule; skipping one-example batches (BatchNorm cannot
+    normalise them in train mode).
     """
 
     name = "forget"
