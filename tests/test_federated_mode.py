@@ -10,10 +10,13 @@ import os
 import pytest
 import torch
 
-from local_eval import federated
 from local_eval.cache import CACHE_ENV
 from local_eval.errors import EvalError
-from local_eval.federated import (
+from local_eval.scoring.models import build_model
+from local_eval.scoring.presets import get_preset
+from local_eval.scoring.references import load_eval_data
+from local_eval.scoring.scenarios import federated
+from local_eval.scoring.scenarios.federated import (
     FederatedSetup,
     client_shards,
     evaluate_federated,
@@ -21,10 +24,7 @@ from local_eval.federated import (
     federated_references,
     leaderboard_federated,
 )
-from local_eval.models import build_model
-from local_eval.presets import get_preset
-from local_eval.references import load_eval_data
-from local_eval.training import Recipe, train_model
+from local_eval.scoring.training import Recipe, train_model
 from methods.base import BaseMethod
 from methods.ftsu import SERVER_STATE_ENV, load_server_state
 

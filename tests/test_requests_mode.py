@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from local_eval import references
-from local_eval import requests as requests_mode
 from local_eval.cache import CACHE_ENV
 from local_eval.errors import EvalError
-from local_eval.presets import get_preset
-from local_eval.references import load_eval_data, references_key
-from local_eval.requests import (
+from local_eval.scoring import references
+from local_eval.scoring.presets import get_preset
+from local_eval.scoring.references import load_eval_data, references_key
+from local_eval.scoring.scenarios import requests as requests_mode
+from local_eval.scoring.scenarios.requests import (
     evaluate_requests,
     leaderboard_requests,
     plan_requests,
     request_references,
 )
-from local_eval.training import Recipe
+from local_eval.scoring.training import Recipe
 from methods.base import BaseMethod
 
 ONE_EPOCH = Recipe(epochs=1, lr=0.05, batch_size=32, augment=False)

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from local_eval.metric import logit_scaled_confidence
+from local_eval.scoring.metric import logit_scaled_confidence
 from methods import all_method_handlers, ams_unlearn, progressive_saliency
 from methods.ams_unlearn import AmsUnlearn
 from methods.ftsu import SERVER_STATE_ENV, SERVER_STATE_FORMAT, Ftsu, load_server_state

@@ -27,14 +27,20 @@ import torch
 from tqdm.auto import tqdm
 
 import methods
+from local_eval.boards.report import format_summary, plot_result, result_paths, write_result
 from local_eval.cache import repo_root
+from local_eval.data.loaders import make_loader
 from local_eval.devices import default_device, device_name, synchronize
 from local_eval.errors import EvalError
-from local_eval.loaders import make_loader
-from local_eval.metric import epsilon_points, example_epsilons, final_score
-from local_eval.presets import Preset, apply_overrides, get_preset, preset_options
-from local_eval.references import EvalData, ModelRecord, References, build_references, measure_model
-from local_eval.report import format_summary, plot_result, result_paths, write_result
+from local_eval.scoring.metric import epsilon_points, example_epsilons, final_score
+from local_eval.scoring.presets import Preset, apply_overrides, get_preset, preset_options
+from local_eval.scoring.references import (
+    EvalData,
+    ModelRecord,
+    References,
+    build_references,
+    measure_model,
+)
 from methods.base import BaseMethod
 from methods.common import ASSETS_ENV
 

@@ -16,9 +16,13 @@ from typing import Any
 import torch
 
 import methods
+from local_eval.boards.plots import plot_standard_leaderboard
+from local_eval.boards.report import result_paths
 from local_eval.cache import atomic_write_text, repo_root
 from local_eval.errors import EvalError
-from local_eval.evaluate import (
+from local_eval.scoring.presets import Preset, get_preset, preset_options
+from local_eval.scoring.references import build_references, references_key
+from local_eval.scoring.runner import (
     RESULT_FORMAT,
     default_results_dir,
     evaluate_method,
@@ -27,10 +31,6 @@ from local_eval.evaluate import (
     resolve_preset,
     score_models,
 )
-from local_eval.leaderboard_plots import plot_standard_leaderboard
-from local_eval.presets import Preset, get_preset, preset_options
-from local_eval.references import build_references, references_key
-from local_eval.report import result_paths
 from methods.base import BaseMethod
 
 CEILING_LABEL = "*retrain ceiling*"

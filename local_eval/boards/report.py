@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from local_eval.cache import atomic_write_bytes, atomic_write_json
-from local_eval.metric import max_epsilon
+from local_eval.scoring.metric import max_epsilon
 
 PLOTTED_EXAMPLES = 4
 

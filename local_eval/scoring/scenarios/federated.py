@@ -38,24 +38,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from local_eval import evaluate as scoring
-from local_eval.cache import (
-    atomic_torch_save,
-    atomic_write_json,
-    cache_dir,
-    options_key,
-    repo_root,
-)
-from local_eval.devices import default_device
-from local_eval.errors import EvalError
-from local_eval.evaluate import (
-    evaluate_method,
-    resolve_hyperparameters,
-    resolve_method,
-    resolve_preset,
-    score_models,
-)
-from local_eval.leaderboard import (
+from local_eval.boards.leaderboard import (
     CEILING_LABEL,
     board_notes,
     choose_methods,
@@ -65,10 +48,21 @@ from local_eval.leaderboard import (
     stored_if_current,
     write_board,
 )
-from local_eval.leaderboard_plots import plot_federated_leaderboard
-from local_eval.models import build_model
-from local_eval.presets import Preset, model_options
-from local_eval.references import (
+from local_eval.boards.plots import plot_federated_leaderboard
+from local_eval.boards.report import score_table
+from local_eval.cache import (
+    atomic_torch_save,
+    atomic_write_json,
+    cache_dir,
+    options_key,
+    repo_root,
+)
+from local_eval.devices import default_device
+from local_eval.errors import EvalError
+from local_eval.scoring import runner as scoring
+from local_eval.scoring.models import build_model
+from local_eval.scoring.presets import Preset, model_options
+from local_eval.scoring.references import (
     CACHE_FORMAT,
     EvalData,
     References,
@@ -80,8 +74,14 @@ from local_eval.references import (
     retrained_seed,
     weights_path,
 )
-from local_eval.report import score_table
-from local_eval.training import Recipe, train_model
+from local_eval.scoring.runner import (
+    evaluate_method,
+    resolve_hyperparameters,
+    resolve_method,
+    resolve_preset,
+    score_models,
+)
+from local_eval.scoring.training import Recipe, train_model
 from methods.base import BaseMethod
 from methods.ftsu import SERVER_STATE_ENV, SERVER_STATE_FORMAT
 

@@ -27,17 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from local_eval import evaluate as scoring
-from local_eval.cache import atomic_write_json, cache_dir, options_key, repo_root
-from local_eval.devices import default_device
-from local_eval.errors import EvalError
-from local_eval.evaluate import (
-    resolve_hyperparameters,
-    resolve_method,
-    resolve_preset,
-    score_models,
-)
-from local_eval.leaderboard import (
+from local_eval.boards.leaderboard import (
     CEILING_LABEL,
     board_notes,
     choose_methods,
@@ -45,9 +35,13 @@ from local_eval.leaderboard import (
     stored_if_current,
     write_board,
 )
-from local_eval.leaderboard_plots import plot_requests_leaderboard
-from local_eval.presets import Preset, model_options
-from local_eval.references import (
+from local_eval.boards.plots import plot_requests_leaderboard
+from local_eval.cache import atomic_write_json, cache_dir, options_key, repo_root
+from local_eval.devices import default_device
+from local_eval.errors import EvalError
+from local_eval.scoring import runner as scoring
+from local_eval.scoring.presets import Preset, model_options
+from local_eval.scoring.references import (
     CACHE_FORMAT,
     EvalData,
     ModelRecord,
@@ -59,6 +53,12 @@ from local_eval.references import (
     measure_model,
     metrics_path,
     retrained_seed,
+)
+from local_eval.scoring.runner import (
+    resolve_hyperparameters,
+    resolve_method,
+    resolve_preset,
+    score_models,
 )
 from methods.base import BaseMethod
 
