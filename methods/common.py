@@ -7,11 +7,13 @@ runs offline on Kaggle.
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
 
 ASSETS_ENV = "UNLEARNKIT_ASSETS_DIR"
+SCENARIO_ENV = "UNLEARNKIT_SCENARIO"
 
 
 def get_device() -> torch.device:
@@ -60,3 +62,23 @@ def count_labels(loader, num_classes: int) -> torch.Tensor:
         _, targets = unpack_batch(batch, torch.device("cpu"))
         counts += torch.bincount(targets, minlength=num_classes)
     return counts
+
+
+def scenario_context() -> dict | None:
+    """What the scoring scenario offers beyond the four loaders, or None where it offers nothing.
+
+    The local evaluator sets ``UNLEARNKIT_SCENARIO`` to a JSON object while a
+    method runs in a scenario other than the competition's own: the federated
+    one offers ``{"scenario": "federated", "server_state": <path of what the
+    server kept>}``, the sequential-requests one ``{"scenario": "requests",
+    "request": j, "requests": k}``. Nothing sets it on Kaggle, in the notebooks or
+    in the standard setting, so a method reading it must work without it.
+    """
+    text = os.environ.get(SCENARIO_ENV)
+    if not text:
+        return None
+    try:
+        context = json.loads(text)
+    except ValueError:
+        return None
+    return context if isinstance(context, dict) else None

@@ -1,14 +1,16 @@
-"""Score every registered method on one preset and publish the ranking as Markdown.
+"""Score registered methods in one scenario and publish the ranking as Markdown and a picture.
 
+One builder for every scenario's board: the scenario (``scoring.scenarios``)
+says what its board's header says and which columns it has; the rest (reusing
+stored results, ranking, the retrain ceiling's row, the notes on failed and
+left-out methods, the picture, the command under the table) is the same.
 Scoring a method takes minutes, so results from earlier runs are reused while
-they still describe the same thing: same preset options, same reference models,
-same method source and default hyperparameters. Anything else is re-scored.
+they still describe the same thing (``scoring.results.stored_if_current``).
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,21 +18,21 @@ from typing import Any
 import torch
 
 import methods
-from local_eval.boards.plots import plot_standard_leaderboard
-from local_eval.boards.report import result_paths
+from local_eval.boards.plots import plot_board
+from local_eval.boards.report import evaluate_method
 from local_eval.cache import atomic_write_text, repo_root
+from local_eval.devices import default_device
 from local_eval.errors import EvalError
-from local_eval.scoring.presets import Preset, get_preset, preset_options
-from local_eval.scoring.references import build_references, references_key
-from local_eval.scoring.runner import (
-    RESULT_FORMAT,
+from local_eval.scoring.presets import Preset, get_preset
+from local_eval.scoring.results import (
     default_results_dir,
-    evaluate_method,
-    method_source_hash,
-    resolve_hyperparameters,
-    resolve_preset,
-    score_models,
+    result_paths,
+    results_folder,
+    stored_if_current,
 )
+from local_eval.scoring.runner import resolve_preset, score_models
+from local_eval.scoring.scenarios import Board, Prepared, Scenario, get_scenario
+from local_eval.scoring.scenarios.standard import Standard
 from methods.base import BaseMethod
 
 CEILING_LABEL = "*retrain ceiling*"
@@ -40,50 +42,137 @@ def build_leaderboard(
     preset: str | Preset = "cpu",
     n_models: int | None = None,
     *,
+    scenario: Scenario | None = None,
+    only: list[str] | None = None,
+    with_companion: bool = True,
     device: torch.device | str | None = None,
     results_dir: Path | str | None = None,
     docs_dir: Path | str | None = None,
     rerun: bool = False,
-    only: list[str] | None = None,
     progress: bool = True,
     echo: bool = True,
     **options: Any,
 ) -> Path:
-    """Score (or reuse) every method in ``methods.all_method_handlers()`` and write the table.
+    """Score (or reuse) registered methods in ``scenario`` and write ``docs/leaderboard-<folder>.md``.
 
-    A method that fails gets a line saying so instead of stopping the others; the
-    table goes to ``docs/leaderboard-<preset>.md``. ``only`` restricts the run to
-    some registered methods (when scoring all would take too long); the table then
-    names the ones left out, so a partial board never passes for a complete one.
-    ``options`` are preset fields (``data_root``, ``batch_format``, ...), as for
-    ``evaluate_method``; every method runs with its default hyperparameters.
+    A method that fails gets a line saying so instead of stopping the others.
+    ``only`` restricts the run to some registered methods (when scoring all would
+    take too long); the table then names the ones left out, so a partial board
+    never passes for a complete one. ``options`` are preset fields (``data_root``,
+    ``batch_format``, ...); every method runs with its default hyperparameters.
+    When the scenario has a companion (the federated board shows the standard
+    score) and ``with_companion`` is set, each method's companion result is reused
+    from its own folder when current, else scored into
+    ``results/<folder>/<companion>/`` so the companion's own results are never
+    overwritten at another N.
     """
+    scenario = scenario or Standard()
     preset = resolve_preset(preset, options, n_models)
-    device = torch.device(device) if device is not None else None
-    results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
+    device = torch.device(device) if device is not None else default_device()
+    results_root = Path(results_dir) if results_dir is not None else default_results_dir()
     chosen, left_out = choose_methods(only)
+    prepared = scenario.prepare(preset, device, progress)
+    board = scenario.board(preset, prepared, "")
+
+    def score(method_cls: type[BaseMethod], where: Scenario, folder: Path) -> dict[str, Any]:
+        return evaluate_method(
+            method_cls,
+            preset,
+            scenario=where,
+            device=device,
+            results_dir=folder,
+            progress=progress,
+            echo=echo,
+        )
+
     rows, failures = gather_results(
         chosen,
-        lambda method_cls: None if rerun else reusable_result(method_cls, preset, results_dir),
-        lambda method_cls: evaluate_method(
-            method_cls, preset, device=device, results_dir=results_dir, progress=progress, echo=echo
-        ),
-        lambda name: result_paths(results_dir, preset.name, name)[0],
-        f"scoring on preset {preset.name} (N={preset.n_models})",
+        lambda method_cls: _reused(method_cls, preset, scenario, prepared, (results_root,), rerun),
+        lambda method_cls: score(method_cls, scenario, results_root),
+        lambda name: result_paths(results_root, preset.name, name, scenario.name)[0],
+        board.doing,
         echo,
     )
-    refs = build_references(preset, device=device, progress=progress)
-    ceiling = score_models(refs.ceiling, refs)
-    text = render_leaderboard(
-        preset, rows, ceiling, failures, refs.retrain_seconds, _sizes(refs), left_out
-    )
+    companions: dict[str, dict[str, Any]] = {}
+    if scenario.companion is not None and with_companion and rows:
+        companion = get_scenario(scenario.companion)
+        companion_prepared = companion.prepare(preset, device, progress)
+        spare = results_root / results_folder(preset.name, scenario.name) / companion.name
+        for row in rows:
+            name = row["method"]
+            try:
+                companions[name] = _reused(
+                    chosen[name], preset, companion, companion_prepared, (results_root, spare), rerun
+                ) or score(chosen[name], companion, spare)
+            except EvalError as exc:
+                say(echo, f"{name}: failed: {exc}")
+                failures[name] = str(exc)
+    ceilings = [score_models(step.refs.ceiling, step.refs) for step in prepared.steps]
+    text = render_board(scenario, preset, prepared, rows, ceilings, companions, failures, left_out)
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
-    stem = f"leaderboard-{preset.name}"
-    plot_standard_leaderboard(
-        docs / f"{stem}.png", f"Leaderboard: preset {preset.name}, N = {preset.n_models}",
-        rows, ceiling["score"],
+    stem = f"leaderboard-{results_folder(preset.name, scenario.name)}"
+    plot_board(
+        docs / f"{stem}.png",
+        board.picture_title,
+        rows,
+        ceilings,
+        companions if scenario.companion is not None else None,
     )
-    return write_board(docs, stem, text, preset, methods=list(chosen) if left_out else None, echo=echo)
+    return write_board(
+        docs,
+        stem,
+        text,
+        preset,
+        scenario.make_argument,
+        list(chosen) if left_out else None,
+        echo,
+    )
+
+
+def render_board(
+    scenario: Scenario,
+    preset: Preset,
+    prepared: Prepared,
+    results: list[dict[str, Any]],
+    ceilings: list[dict[str, Any]],
+    companions: dict[str, dict[str, Any]],
+    failures: dict[str, str],
+    left_out: list[str] | None = None,
+) -> str:
+    """Markdown: what the numbers stand for, then methods by (final) score with the ceiling among them.
+
+    ``ceilings`` holds the retrain ceiling after each step; ``companions`` each
+    method's result in the scenario's companion, shown where its board asks.
+    """
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    devices = sorted({row["device"] for row in results}) or ["(no method scored)"]
+    board: Board = scenario.board(preset, prepared, f"Generated {today} on {', '.join(devices)}")
+    lines = [
+        f"# {board.title}",
+        "",
+        board.intro,
+        "",
+        board.explanation,
+        "",
+        "| rank | method | " + " | ".join(column.header for column in board.columns) + " |",
+        "|---:|---|" + "---:|" * len(board.columns),
+    ]
+    ceiling_row = {
+        **ceilings[-1],
+        "method": CEILING_LABEL,
+        "steps": ceilings,
+        "time_fraction": 1.0,
+        "seconds_per_run": prepared.final.retrain_seconds,
+    }
+    rank = 0
+    for row in sorted([*results, ceiling_row], key=lambda r: r["score"], reverse=True):
+        is_ceiling = row["method"] == CEILING_LABEL
+        rank += 0 if is_ceiling else 1
+        view = {**row, "companion": companions.get(row["method"])}
+        cells = " | ".join(column.cell(view) for column in board.columns)
+        lines.append(f"| {'' if is_ceiling else rank} | {row['method']} | {cells} |")
+    lines += board_notes(failures, left_out, board.left_out_label)
+    return "\n".join(lines) + "\n"
 
 
 def choose_methods(
@@ -134,27 +223,26 @@ def gather_results(
     return rows, failures
 
 
-def stored_if_current(
-    path: Path, method_cls: type[BaseMethod], preset: Preset, **expected: Any
-) -> dict[str, Any] | None:
-    """The result stored at ``path`` if a fresh run would compute exactly it, else None.
+def _json_path(results_root: Path, preset: Preset, method_cls: type, scenario: Scenario) -> Path:
+    return result_paths(results_root, preset.name, method_cls.name, scenario.name)[0]
 
-    Same preset options, method source and default hyperparameters, plus the
-    mode's own ``expected`` fields (result format, reference keys, ...).
-    """
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    current = {
-        "options": json.loads(json.dumps(preset_options(preset))),
-        "source_sha256": method_source_hash(method_cls),
-        "hyperparameters": json.loads(json.dumps(resolve_hyperparameters(method_cls, None))),
-        **expected,
-    }
-    if any(result.get(key) != value for key, value in current.items()):
-        return None
-    return result
+
+def _reused(
+    method_cls: type[BaseMethod],
+    preset: Preset,
+    scenario: Scenario,
+    prepared: Prepared,
+    folders: tuple[Path, ...],
+    rerun: bool,
+) -> dict[str, Any] | None:
+    """The first current result of ``method_cls`` in ``scenario`` under any of ``folders``."""
+    for folder in () if rerun else folders:
+        stored = stored_if_current(
+            _json_path(folder, preset, method_cls, scenario), method_cls, preset, **prepared.reuse
+        )
+        if stored is not None:
+            return stored
+    return None
 
 
 def write_board(
@@ -191,68 +279,6 @@ def write_board(
     return path
 
 
-def reusable_result(
-    method_cls: type[BaseMethod], preset: Preset, results_dir: Path
-) -> dict[str, Any] | None:
-    """The stored result if it was computed exactly as a fresh run would be, else None."""
-    return stored_if_current(
-        result_paths(results_dir, preset.name, method_cls.name)[0],
-        method_cls,
-        preset,
-        format=RESULT_FORMAT,
-        references_key=references_key(preset),
-    )
-
-
-def render_leaderboard(
-    preset: Preset,
-    results: list[dict[str, Any]],
-    ceiling: dict[str, Any],
-    failures: dict[str, str],
-    retrain_seconds: float,
-    sizes: dict[str, int],
-    left_out: list[str] | None = None,
-) -> str:
-    """Markdown: a header with what the numbers stand for, then methods by score."""
-    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-    ceiling_row = {
-        **ceiling,
-        "method": CEILING_LABEL,
-        "time_fraction": 1.0,
-        "seconds_per_run": retrain_seconds,
-    }
-    ranked = sorted([*results, ceiling_row], key=lambda row: row["score"], reverse=True)
-    devices = sorted({row["device"] for row in results}) or ["(no method scored)"]
-    lines = [
-        f"# Leaderboard: preset `{preset.name}`",
-        "",
-        f"Dataset `{preset.dataset}`, model `{preset.arch}`, N = {preset.n_models} unlearned models per "
-        f"method against N retrained ones; forget set {sizes['forget']} images "
-        f"({preset.forget_mode}, {preset.forget_fraction:.0%}), retain {sizes['retain']}, "
-        f"validation {sizes['val']}, test {sizes['test']}. Generated {today} on {', '.join(devices)}; "
-        f"one retraining takes {retrain_seconds:.1f} s.",
-        "",
-        "Score = F x retain ratio x test ratio (the competition's metric, computed locally). "
-        "The retrain ceiling scores the other N retrained models as if they were a method: "
-        "the best score reachable at this N. Time fraction is one run's mean time over one "
-        "retraining's; the fastest run is the better cost estimate when other jobs shared the machine.",
-        "",
-        "| rank | method | score | F | retain ratio | test ratio | time fraction | s / run | fastest run (s) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    rank = 0
-    for row in ranked:
-        is_ceiling = row["method"] == CEILING_LABEL
-        rank += 0 if is_ceiling else 1
-        lines.append(
-            f"| {'' if is_ceiling else rank} | {row['method']} | {row['score']:.4f} | "
-            f"{row['forget_quality']:.4f} | {row['retain_ratio']:.3f} | {row['test_ratio']:.3f} | "
-            f"{row['time_fraction']:.3f} | {row['seconds_per_run']:.2f} | {_fastest(row):.2f} |"
-        )
-    lines += board_notes(failures, left_out, "Registered but not scored in this run")
-    return "\n".join(lines) + "\n"
-
-
 def board_notes(failures: dict[str, str], left_out: list[str] | None, left_out_label: str) -> list[str]:
     """Lines under a table for the methods it lacks, so a partial board never passes for a full one."""
     lines: list[str] = []
@@ -264,22 +290,6 @@ def board_notes(failures: dict[str, str], left_out: list[str] | None, left_out_l
     if left_out:
         lines += ["", f"{left_out_label}: " + ", ".join(f"`{name}`" for name in left_out) + "."]
     return lines
-
-
-def _fastest(row: dict[str, Any]) -> float:
-    """The quickest run's seconds: other load on the machine only ever adds time."""
-    seconds = [run["seconds"] for run in row.get("runs", ()) if "seconds" in run]
-    return min(seconds) if seconds else row["seconds_per_run"]
-
-
-def _sizes(refs) -> dict[str, int]:
-    data = refs.data
-    return {
-        "retain": len(data.retain),
-        "forget": len(data.forget),
-        "val": len(data.val),
-        "test": len(data.test),
-    }
 
 
 def say(echo: bool, message: str) -> None:

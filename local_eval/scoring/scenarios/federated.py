@@ -14,23 +14,19 @@ what a centrally trained one does.
 The method runs on the server, on the competition interface as usual. What the
 server kept from training the original (the last ``kept_rounds`` rounds'
 aggregated updates and client 0's weighted contribution to each) is written to
-a file whose path is put in the environment variable
-``methods.ftsu.SERVER_STATE_ENV`` (``UNLEARNKIT_SERVER_STATE``) while the method
-runs; its content is described by ``methods.ftsu.load_server_state``. Methods
-that do not look for it run as in the standard setting.
+a file whose path the method is offered while it runs: ``methods.common.scenario_context()``
+returns ``{"scenario": "federated", "server_state": <path>}`` (the file's content is
+described by ``fedavg_train``). Methods that do not look for it run as in the
+standard setting.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import datetime
 import json
 import math
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,28 +34,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from local_eval.boards.leaderboard import (
-    CEILING_LABEL,
-    board_notes,
-    choose_methods,
-    gather_results,
-    reusable_result,
-    say,
-    stored_if_current,
-    write_board,
-)
-from local_eval.boards.plots import plot_federated_leaderboard
-from local_eval.boards.report import score_table
-from local_eval.cache import (
-    atomic_torch_save,
-    atomic_write_json,
-    cache_dir,
-    options_key,
-    repo_root,
-)
+from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
-from local_eval.scoring import runner as scoring
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import Preset, model_options
 from local_eval.scoring.references import (
@@ -74,35 +51,106 @@ from local_eval.scoring.references import (
     retrained_seed,
     weights_path,
 )
-from local_eval.scoring.runner import (
-    evaluate_method,
-    resolve_hyperparameters,
-    resolve_method,
-    resolve_preset,
-    score_models,
-)
+from local_eval.scoring.scenarios import SCORE, Board, Column, Prepared, Step, ratio_columns
 from local_eval.scoring.training import Recipe, train_model
-from methods.base import BaseMethod
-from methods.ftsu import SERVER_STATE_ENV, SERVER_STATE_FORMAT
 
 MODE = "federated"
-RESULT_FORMAT = 1
 DEFAULT_CLIENTS = 4
 SERVER_STATE_FILE = "server_state.pt"
+# What ``fedavg_train`` keeps; a method checks it before trusting the file's layout.
+SERVER_STATE_FORMAT = 1
 FORGET_CLIENT = 0
 
 
 @dataclasses.dataclass(frozen=True)
-class FederatedSetup:
-    """How FedAvg is run; ``rounds=None`` means as many rounds as the preset's training epochs."""
+class Federated:
+    """A FedAvg federation of ``clients``, the method run on its server.
+
+    ``rounds=None`` means as many rounds as the preset's training epochs. The
+    method is offered ``{"scenario": "federated", "server_state": <path>}``: the
+    file of what the server kept (see ``fedavg_train``). Its board shows each
+    method's standard score beside the federated one.
+    """
 
     clients: int = DEFAULT_CLIENTS
     rounds: int | None = None
     local_epochs: int = 1
     kept_rounds: int = 3
+    name = MODE
+    companion = "standard"
 
     def resolved_rounds(self, preset: Preset) -> int:
         return self.rounds if self.rounds is not None else preset.retrain_recipe.epochs
+
+    @property
+    def make_argument(self) -> str:
+        return f"FEDERATED={self.clients}"
+
+    def prepare(self, preset: Preset, device: Any = None, progress: bool = True) -> Prepared:
+        federation = federated_references(preset, self, device=device, progress=progress)
+        refs = federation.refs
+        offered = {"scenario": MODE, "server_state": str(federation.server_state)}
+        return Prepared(
+            steps=(Step(refs=refs, given=refs.data, offered=offered),),
+            record={
+                "federation": {
+                    **dataclasses.asdict(self),
+                    "rounds": self.resolved_rounds(preset),
+                    "forget_client": FORGET_CLIENT,
+                }
+            },
+            reuse={"references_key": refs.key},
+        )
+
+    def board(self, preset: Preset, prepared: Prepared, generated: str) -> Board:
+        refs = prepared.final
+        data = refs.data
+        return Board(
+            title=f"Leaderboard: preset `{preset.name}`, federated ({self.clients} clients)",
+            intro=(
+                f"Dataset `{preset.dataset}`, model `{preset.arch}`, N = {preset.n_models} unlearned "
+                f"models per method against N retrained ones. {self.clients} clients hold disjoint "
+                f"shards of the {len(data.retain) + len(data.forget)} training images; client "
+                f"{FORGET_CLIENT} also holds the whole forget set ({len(data.forget)} images, "
+                f"{preset.forget_mode}). The original and the retrained models are trained with "
+                f"FedAvg ({self.resolved_rounds(preset)} rounds of {self.local_epochs} local "
+                "epoch(s)); methods run on the server, and those that ask for it (`ftsu`) get the "
+                f"last {self.kept_rounds} rounds' aggregated updates and client {FORGET_CLIENT}'s "
+                f"contributions. {generated}; one FedAvg retraining takes "
+                f"{refs.retrain_seconds:.1f} s."
+            ),
+            explanation=(
+                "Score = F x retain ratio x test ratio (the competition's metric) against the FedAvg "
+                "retrained models; *standard* is the same method's score in the ordinary centralised "
+                "setting at the same N (blank when not scored). The retrain ceiling scores the other "
+                "N FedAvg retrained models as if they were a method."
+            ),
+            columns=(
+                SCORE,
+                *ratio_columns(),
+                Column("standard score", _companion_score),
+            ),
+            picture_title=(
+                f"Federated ({self.clients} clients): preset {preset.name}, N = {preset.n_models}"
+            ),
+            doing=(
+                f"scoring federated ({self.clients} clients) on preset {preset.name} "
+                f"(N={preset.n_models})"
+            ),
+        )
+
+    @staticmethod
+    def describe(result: dict[str, Any]) -> str:
+        fed = result["federation"]
+        return (
+            f", federated: {fed['clients']} clients, {fed['rounds']} FedAvg rounds of "
+            f"{fed['local_epochs']} local epoch(s), forget set on client {fed['forget_client']}"
+        )
+
+
+def _companion_score(row: dict[str, Any]) -> str:
+    other = row.get("companion")
+    return "" if other is None else format(other["score"], ".4f")
 
 
 def client_shards(data: EvalData, clients: int, seed: int, with_forget: bool) -> list[torch.Tensor]:
@@ -137,8 +185,13 @@ def fedavg_train(
 ) -> dict[str, Any]:
     """Train ``model`` in place with FedAvg; return what the server kept of the last rounds.
 
-    The returned dict is the server-state content ``methods.ftsu.load_server_state``
-    reads (empty update lists when ``kept_rounds`` is 0).
+    The returned dict is what is saved as the server-state file: ``format``
+    (``SERVER_STATE_FORMAT``), ``parameter_names`` (the order of
+    ``model.named_parameters()``), ``client_updates`` and ``aggregate_updates``
+    (one list of tensors per kept round, oldest first: client 0's weighted
+    contribution ``w_0 (theta_0 - theta)`` and the global update ``theta' - theta``;
+    empty when ``kept_rounds`` is 0), plus ``forget_client``, ``n_clients`` and
+    ``client_weight``.
     """
     model.to(device)
     sizes = torch.tensor([len(s) for s in shards], dtype=torch.float64)
@@ -192,13 +245,13 @@ class FederatedReferences:
     """The FedAvg original, its server state, and 2N FedAvg models retrained without the forget set."""
 
     refs: References
-    setup: FederatedSetup
+    setup: Federated
     server_state: Path
 
 
 def federated_references(
     preset: Preset,
-    setup: FederatedSetup,
+    setup: Federated,
     device: torch.device | None = None,
     data: EvalData | None = None,
     progress: bool = True,
@@ -258,269 +311,9 @@ def federated_references(
     return FederatedReferences(refs=refs, setup=setup, server_state=directory / SERVER_STATE_FILE)
 
 
-@contextlib.contextmanager
-def server_state_given(path: Path) -> Iterator[None]:
-    """Point ``UNLEARNKIT_SERVER_STATE`` at the server's file while methods run, then restore it."""
-    previous = os.environ.get(SERVER_STATE_ENV)
-    os.environ[SERVER_STATE_ENV] = str(path)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(SERVER_STATE_ENV, None)
-        else:
-            os.environ[SERVER_STATE_ENV] = previous
-
-
-def evaluate_federated(
-    method: str | type[BaseMethod],
-    preset: str | Preset = "cpu",
-    k: int = DEFAULT_CLIENTS,
-    overrides: dict[str, Any] | None = None,
-    *,
-    rounds: int | None = None,
-    local_epochs: int = 1,
-    kept_rounds: int = 3,
-    device: torch.device | str | None = None,
-    results_dir: Path | str | None = None,
-    progress: bool = True,
-    echo: bool = True,
-    **options: Any,
-) -> dict[str, Any]:
-    """Score ``method`` run on the server of a ``k``-client FedAvg federation.
-
-    ``overrides`` are the method's hyperparameters (the CLI's ``--set``);
-    ``options`` are preset fields (``n_models``, ...). Writes
-    ``results/<preset>-federated/<method>.json`` and returns its content.
-    """
-    method_cls = resolve_method(method)
-    preset = resolve_preset(preset, options, None)
-    device = torch.device(device) if device is not None else default_device()
-    params = resolve_hyperparameters(method_cls, overrides)
-    setup = FederatedSetup(
-        clients=k, rounds=rounds, local_epochs=local_epochs, kept_rounds=kept_rounds
-    )
-    started = time.perf_counter()
-    federation = federated_references(preset, setup, device=device, progress=progress)
-    refs = federation.refs
-    with server_state_given(federation.server_state):
-        runs, confidences = scoring.run_method(method_cls, params, refs, device, progress)
-    row = scoring.score_runs(
-        confidences,
-        scoring.stack_confidences(refs.reference),
-        [r["retain_accuracy"] for r in runs],
-        [r["test_accuracy"] for r in runs],
-        [r["forget_accuracy"] for r in runs],
-        refs,
-    )
-    seconds_per_run = sum(r["seconds"] for r in runs) / len(runs)
-    json_path = result_path(results_dir, preset.name, method_cls.name)
-    result = {
-        "format": RESULT_FORMAT,
-        "mode": MODE,
-        **scoring.method_identity(method_cls, params, preset),
-        "federation": {
-            **dataclasses.asdict(setup),
-            "rounds": setup.resolved_rounds(preset),
-            "forget_client": FORGET_CLIENT,
-        },
-        "references_key": refs.key,
-        "n_models": preset.n_models,
-        **row,
-        "seconds_per_run": seconds_per_run,
-        "retrain_seconds": refs.retrain_seconds,
-        "time_fraction": seconds_per_run / refs.retrain_seconds,
-        "ceiling": score_models(refs.ceiling, refs),
-        "retrained": scoring.mean_accuracies(refs.reference),
-        "original": scoring.record_accuracies(refs.original),
-        "runs": runs,
-        **scoring.provenance(device, started),
-        "json_path": str(json_path),
-    }
-    atomic_write_json(json_path, result)
-    if echo:
-        print(format_federated_summary(result))
-    return result
-
-
-def result_path(results_dir: Path | str | None, preset: str, method: str) -> Path:
-    """``results/<preset>-federated/<method>.json``."""
-    folder = Path(results_dir) if results_dir is not None else scoring.default_results_dir()
-    return folder / f"{preset}-{MODE}" / f"{method}.json"
-
-
-def format_federated_summary(result: dict[str, Any]) -> str:
-    fed, opts = result["federation"], result["options"]
-    lines = [
-        f"{result['method']} on preset {result['preset']}, federated: {fed['clients']} clients, "
-        f"{fed['rounds']} FedAvg rounds of {fed['local_epochs']} local epoch(s), forget set on client "
-        f"{fed['forget_client']}; {opts['dataset']}, {opts['arch']}, N={result['n_models']}, {result['device']}",
-        "",
-        *score_table(result),
-        "",
-        f"  time per run {result['seconds_per_run']:.2f} s = {result['time_fraction']:.3f} of one "
-        f"FedAvg retraining ({result['retrain_seconds']:.1f} s)",
-        f"  wrote {result['json_path']}",
-    ]
-    return "\n".join(lines)
-
-
-def leaderboard_federated(
-    preset: str | Preset = "cpu",
-    k: int = DEFAULT_CLIENTS,
-    *,
-    method_names: list[str] | None = None,
-    with_standard: bool = True,
-    device: torch.device | str | None = None,
-    results_dir: Path | str | None = None,
-    docs_dir: Path | str | None = None,
-    rerun: bool = False,
-    progress: bool = True,
-    echo: bool = True,
-    **options: Any,
-) -> Path:
-    """Score (or reuse) methods in the federated setting and write ``docs/leaderboard-<preset>-federated.md``.
-
-    With ``with_standard`` each method's standard-setting score at the same N sits
-    beside it: reused from ``results/<preset>/`` when that result is current,
-    otherwise scored into ``results/<preset>-federated/standard/`` (so the
-    standard leaderboard's own results are never overwritten at another N).
-    """
-    preset = resolve_preset(preset, options, None)
-    device = torch.device(device) if device is not None else default_device()
-    chosen, left_out = choose_methods(method_names)
-    setup = FederatedSetup(clients=k)
-    federation = federated_references(preset, setup, device=device, progress=progress)
-    results_root = Path(results_dir) if results_dir is not None else scoring.default_results_dir()
-    standard_dir = results_root / f"{preset.name}-{MODE}" / "standard"
-    rows, failures = gather_results(
-        chosen,
-        lambda method_cls: (
-            None if rerun else reusable_federated_result(method_cls, preset, federation, results_root)
-        ),
-        lambda method_cls: evaluate_federated(
-            method_cls, preset, k, device=device, results_dir=results_root, progress=progress, echo=echo
-        ),
-        lambda name: result_path(results_root, preset.name, name),
-        f"scoring federated ({k} clients) on preset {preset.name} (N={preset.n_models})",
-        echo,
-    )
-    standard = {}
-    for name in [row["method"] for row in rows] if with_standard else []:
-        try:
-            standard[name] = _standard_result(
-                chosen[name], preset, results_root, standard_dir, device, rerun, progress, echo
-            )
-        except EvalError as exc:
-            say(echo, f"{name}: failed: {exc}")
-            failures[name] = str(exc)
-    refs = federation.refs
-    ceiling = score_models(refs.ceiling, refs)
-    text = render_federated_leaderboard(
-        preset, setup, rows, standard, ceiling, failures, refs, left_out
-    )
-    docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
-    stem = f"leaderboard-{preset.name}-{MODE}"
-    plot_federated_leaderboard(
-        docs / f"{stem}.png",
-        f"Federated ({k} clients): preset {preset.name}, N = {preset.n_models}",
-        rows,
-        standard,
-        ceiling["score"],
-    )
-    return write_board(
-        docs, stem, text, preset, f"FEDERATED={k}", list(chosen) if left_out else None, echo
-    )
-
-
-def reusable_federated_result(
-    method_cls: type[BaseMethod], preset: Preset, federation: FederatedReferences, results_dir: Path
-) -> dict[str, Any] | None:
-    """A stored federated result computed exactly as a fresh run would be, else None."""
-    return stored_if_current(
-        result_path(results_dir, preset.name, method_cls.name),
-        method_cls,
-        preset,
-        format=RESULT_FORMAT,
-        references_key=federation.refs.key,
-    )
-
-
-def render_federated_leaderboard(
-    preset: Preset,
-    setup: FederatedSetup,
-    results: list[dict[str, Any]],
-    standard: dict[str, dict[str, Any]],
-    ceiling: dict[str, Any],
-    failures: dict[str, str],
-    refs: References,
-    left_out: list[str] | None = None,
-) -> str:
-    """Markdown: the federation, then methods by federated score with their standard score beside it."""
-    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-    data = refs.data
-    devices = sorted({row["device"] for row in results}) or ["(no method scored)"]
-    lines = [
-        f"# Leaderboard: preset `{preset.name}`, federated ({setup.clients} clients)",
-        "",
-        f"Dataset `{preset.dataset}`, model `{preset.arch}`, N = {preset.n_models} unlearned models per "
-        f"method against N retrained ones. {setup.clients} clients hold disjoint shards of the "
-        f"{len(data.retain) + len(data.forget)} training images; client {FORGET_CLIENT} also holds the "
-        f"whole forget set ({len(data.forget)} images, {preset.forget_mode}). The original and the "
-        f"retrained models are trained with FedAvg ({setup.resolved_rounds(preset)} rounds of "
-        f"{setup.local_epochs} local epoch(s)); methods run on the server, and those that ask for it "
-        f"(`ftsu`) get the last {setup.kept_rounds} rounds' aggregated updates and client "
-        f"{FORGET_CLIENT}'s contributions. Generated {today} on {', '.join(devices)}; one FedAvg "
-        f"retraining takes {refs.retrain_seconds:.1f} s.",
-        "",
-        "Score = F x retain ratio x test ratio (the competition's metric) against the FedAvg retrained "
-        "models; *standard* is the same method's score in the ordinary centralised setting at the "
-        "same N (blank when not scored). The retrain ceiling scores the other N FedAvg retrained "
-        "models as if they were a method.",
-        "",
-        "| rank | method | score | F | retain ratio | test ratio | time fraction | standard score |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    ceiling_row = {**ceiling, "method": CEILING_LABEL, "time_fraction": 1.0}
-    rank = 0
-    for row in sorted([*results, ceiling_row], key=lambda r: r["score"], reverse=True):
-        is_ceiling = row["method"] == CEILING_LABEL
-        rank += 0 if is_ceiling else 1
-        other = standard.get(row["method"])
-        lines.append(
-            f"| {'' if is_ceiling else rank} | {row['method']} | {row['score']:.4f} | "
-            f"{row['forget_quality']:.4f} | {row['retain_ratio']:.3f} | {row['test_ratio']:.3f} | "
-            f"{row['time_fraction']:.3f} | {'' if other is None else format(other['score'], '.4f')} |"
-        )
-    lines += board_notes(
-        failures, left_out, "Registered but not scored in this mode (left out with `--methods`)"
-    )
-    return "\n".join(lines) + "\n"
-
-
-def _standard_result(
-    method_cls: type[BaseMethod],
-    preset: Preset,
-    results_root: Path,
-    standard_dir: Path,
-    device: torch.device,
-    rerun: bool,
-    progress: bool,
-    echo: bool,
-) -> dict[str, Any]:
-    if not rerun:
-        for folder in (results_root, standard_dir):
-            stored = reusable_result(method_cls, preset, folder)
-            if stored is not None:
-                return stored
-    return evaluate_method(
-        method_cls, preset, device=device, results_dir=standard_dir, progress=progress, echo=echo
-    )
-
-
 def _build_federated(
     preset: Preset,
-    setup: FederatedSetup,
+    setup: Federated,
     data: EvalData,
     directory: Path,
     role: str,
@@ -602,3 +395,5 @@ def _average_states(
             averaged[name] = states[largest][name].clone()
     return averaged
 
+
+SCENARIO = Federated

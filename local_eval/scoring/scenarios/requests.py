@@ -18,7 +18,6 @@ accuracy is always measured on the retain set proper, so the K scores compare.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import time
 from pathlib import Path
 from typing import Any
@@ -27,19 +26,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from local_eval.boards.leaderboard import (
-    CEILING_LABEL,
-    board_notes,
-    choose_methods,
-    gather_results,
-    stored_if_current,
-    write_board,
-)
-from local_eval.boards.plots import plot_requests_leaderboard
-from local_eval.cache import atomic_write_json, cache_dir, options_key, repo_root
+from local_eval.cache import atomic_write_json, cache_dir, options_key
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
-from local_eval.scoring import runner as scoring
 from local_eval.scoring.presets import Preset, model_options
 from local_eval.scoring.references import (
     CACHE_FORMAT,
@@ -50,20 +39,12 @@ from local_eval.scoring.references import (
     build_references,
     load_eval_data,
     load_record,
-    measure_model,
     metrics_path,
     retrained_seed,
 )
-from local_eval.scoring.runner import (
-    resolve_hyperparameters,
-    resolve_method,
-    resolve_preset,
-    score_models,
-)
-from methods.base import BaseMethod
+from local_eval.scoring.scenarios import SCORE, Board, Column, Prepared, Step, ratio_columns
 
 MODE = "requests"
-RESULT_FORMAT = 1
 DEFAULT_REQUESTS = 3
 
 
@@ -143,289 +124,92 @@ def request_references(
     return plan, result
 
 
-def evaluate_requests(
-    method: str | type[BaseMethod],
-    preset: str | Preset = "cpu",
-    k: int = DEFAULT_REQUESTS,
-    overrides: dict[str, Any] | None = None,
-    *,
-    device: torch.device | str | None = None,
-    results_dir: Path | str | None = None,
-    progress: bool = True,
-    echo: bool = True,
-    **options: Any,
-) -> dict[str, Any]:
-    """Serve the forget set as ``k`` sequential requests in each of N runs and score every step.
+@dataclasses.dataclass(frozen=True)
+class Requests:
+    """The forget set served as ``k`` requests in order on one model per run, scored after each."""
 
-    ``overrides`` are the method's hyperparameters (the CLI's ``--set``);
-    ``options`` are preset fields (``n_models``, ``forget_mode``, ...). Writes
-    ``results/<preset>-requests/<method>.json`` and returns its content.
-    """
-    method_cls = resolve_method(method)
-    preset = resolve_preset(preset, options, None)
-    device = torch.device(device) if device is not None else default_device()
-    params = resolve_hyperparameters(method_cls, overrides)
-    started = time.perf_counter()
-    plan, refs = request_references(preset, k, device=device, progress=progress)
-    runs = _run_requests(method_cls, params, plan, refs, device, progress)
-    steps = []
-    for j, step_refs in enumerate(refs):
-        confidences = torch.stack([run[j].pop("forget_confidences") for run in runs])
-        row = scoring.score_runs(
-            confidences,
-            scoring.stack_confidences(step_refs.reference),
-            [run[j]["retain_accuracy"] for run in runs],
-            [run[j]["test_accuracy"] for run in runs],
-            [run[j]["forget_accuracy"] for run in runs],
-            step_refs,
-        )
-        steps.append(
-            {
-                "request": j + 1,
-                "request_size": len(plan.requests[j]),
-                "served": len(plan.served(j)),
-                **row,
-                "seconds_per_run": _mean([run[j]["seconds"] for run in runs]),
-                "ceiling": score_models(step_refs.ceiling, step_refs),
-                "references_key": step_refs.key,
-            }
-        )
-    final = steps[-1]
-    seconds_per_run = sum(step["seconds_per_run"] for step in steps)
-    retrain_seconds = refs[-1].retrain_seconds
-    json_path = result_path(results_dir, preset.name, method_cls.name)
-    result = {
-        "format": RESULT_FORMAT,
-        "mode": MODE,
-        **scoring.method_identity(method_cls, params, preset),
-        "k": k,
-        "grouping": plan.grouping,
-        "request_sizes": [len(r) for r in plan.requests],
-        "references_keys": [r.key for r in refs],
-        "n_models": preset.n_models,
-        "steps": steps,
-        "score": final["score"],
-        "forget_quality": final["forget_quality"],
-        "retain_ratio": final["retain_ratio"],
-        "test_ratio": final["test_ratio"],
-        "ceiling": final["ceiling"],
-        "seconds_per_run": seconds_per_run,
-        "retrain_seconds": retrain_seconds,
-        "time_fraction": seconds_per_run / retrain_seconds,
-        "runs": [[{key: v for key, v in step.items()} for step in run] for run in runs],
-        **scoring.provenance(device, started),
-        "json_path": str(json_path),
-    }
-    atomic_write_json(json_path, result)
-    if echo:
-        print(format_requests_summary(result))
-    return result
+    k: int = DEFAULT_REQUESTS
+    name = MODE
+    companion = None
 
+    @property
+    def make_argument(self) -> str:
+        return f"REQUESTS={self.k}"
 
-def result_path(results_dir: Path | str | None, preset: str, method: str) -> Path:
-    """``results/<preset>-requests/<method>.json``."""
-    folder = Path(results_dir) if results_dir is not None else scoring.default_results_dir()
-    return folder / f"{preset}-{MODE}" / f"{method}.json"
-
-
-def format_requests_summary(result: dict[str, Any]) -> str:
-    """One line per request: the method's figures beside the retrain ceiling's."""
-    opts = result["options"]
-    lines = [
-        f"{result['method']} on preset {result['preset']}, {result['k']} sequential requests "
-        f"({result['grouping']}, sizes {result['request_sizes']}): {opts['dataset']}, {opts['arch']}, "
-        f"N={result['n_models']}, {result['device']}",
-        "",
-        f"  {'request':<9}{'served':>7}{'score':>8}{'F':>7}{'retain':>8}{'test':>7}{'forget':>8}"
-        f"{'ceiling':>9}{'s/run':>8}",
-    ]
-    for step in result["steps"]:
-        lines.append(
-            f"  {step['request']:<9}{step['served']:>7}{step['score']:>8.4f}{step['forget_quality']:>7.3f}"
-            f"{step['retain_ratio']:>8.3f}{step['test_ratio']:>7.3f}{step['forget_accuracy']:>8.3f}"
-            f"{step['ceiling']['score']:>9.4f}{step['seconds_per_run']:>8.2f}"
-        )
-    lines += [
-        "",
-        f"  final score {result['score']:.4f} (ceiling {result['ceiling']['score']:.4f}); all "
-        f"{result['k']} requests take {result['seconds_per_run']:.2f} s per run = "
-        f"{result['time_fraction']:.3f} of one retraining",
-        "  retain/test are ratios to the retrained models of the same step; F and score on all "
-        "forget data served so far",
-        f"  wrote {result['json_path']}",
-    ]
-    return "\n".join(lines)
-
-
-def leaderboard_requests(
-    preset: str | Preset = "cpu",
-    k: int = DEFAULT_REQUESTS,
-    *,
-    method_names: list[str] | None = None,
-    device: torch.device | str | None = None,
-    results_dir: Path | str | None = None,
-    docs_dir: Path | str | None = None,
-    rerun: bool = False,
-    progress: bool = True,
-    echo: bool = True,
-    **options: Any,
-) -> Path:
-    """Score (or reuse) methods in the requests mode and write ``docs/leaderboard-<preset>-requests.md``.
-
-    ``method_names`` defaults to every registered method; ``options`` are preset
-    fields (e.g. ``n_models=8``). A method that fails gets a line saying so.
-    """
-    preset = resolve_preset(preset, options, None)
-    device = torch.device(device) if device is not None else default_device()
-    chosen, left_out = choose_methods(method_names)
-    plan, refs = request_references(preset, k, device=device, progress=progress)
-    rows, failures = gather_results(
-        chosen,
-        lambda method_cls: (
-            None if rerun else reusable_requests_result(method_cls, preset, k, refs, results_dir)
-        ),
-        lambda method_cls: evaluate_requests(
-            method_cls, preset, k, device=device, results_dir=results_dir, progress=progress, echo=echo
-        ),
-        lambda name: result_path(results_dir, preset.name, name),
-        f"serving {k} requests on preset {preset.name} (N={preset.n_models})",
-        echo,
-    )
-    ceilings = [score_models(r.ceiling, r) for r in refs]
-    text = render_requests_leaderboard(
-        preset, k, plan, rows, ceilings, failures, refs[-1], left_out
-    )
-    docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
-    stem = f"leaderboard-{preset.name}-{MODE}"
-    plot_requests_leaderboard(
-        docs / f"{stem}.png",
-        f"{k} sequential requests: preset {preset.name}, N = {preset.n_models}",
-        rows,
-        ceilings,
-    )
-    return write_board(
-        docs, stem, text, preset, f"REQUESTS={k}", list(chosen) if left_out else None, echo
-    )
-
-
-def reusable_requests_result(
-    method_cls: type[BaseMethod],
-    preset: Preset,
-    k: int,
-    refs: list[References],
-    results_dir: Path | str | None,
-) -> dict[str, Any] | None:
-    """A stored result computed exactly as a fresh run would be, else None."""
-    return stored_if_current(
-        result_path(results_dir, preset.name, method_cls.name),
-        method_cls,
-        preset,
-        format=RESULT_FORMAT,
-        k=k,
-        references_keys=[r.key for r in refs],
-    )
-
-
-def render_requests_leaderboard(
-    preset: Preset,
-    k: int,
-    plan: RequestPlan,
-    results: list[dict[str, Any]],
-    ceilings: list[dict[str, Any]],
-    failures: dict[str, str],
-    final_refs: References,
-    left_out: list[str] | None = None,
-) -> str:
-    """Markdown: what the numbers stand for, then methods by final score with every step's score."""
-    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-    data = final_refs.data
-    devices = sorted({row["device"] for row in results}) or ["(no method scored)"]
-    step_headers = " | ".join(f"after {j + 1}" for j in range(k))
-    lines = [
-        f"# Leaderboard: preset `{preset.name}`, {k} sequential forget requests",
-        "",
-        f"Dataset `{preset.dataset}`, model `{preset.arch}`, N = {preset.n_models} runs per method. "
-        f"The forget set ({len(data.forget)} images, {preset.forget_mode}) is served as {k} requests "
-        f"of {', '.join(str(len(r)) for r in plan.requests)} images (grouped by {plan.grouping}); each "
-        "run serves them in order on one model, starting from the original. After request j the "
-        "model is scored on all forget images served so far against models retrained without them. "
-        f"Generated {today} on {', '.join(devices)}; one retraining takes "
-        f"{final_refs.retrain_seconds:.1f} s.",
-        "",
-        "Score = F x retain ratio x test ratio after each request; the ranking uses the last one. "
-        "The retrain ceiling scores the other N retrained models of each step as if they were a "
-        "method. Time fraction is the time of all requests of one run over one retraining.",
-        "",
-        f"| rank | method | {step_headers} | F (final) | retain ratio | test ratio | time fraction |",
-        "|---:|---|" + "---:|" * k + "---:|---:|---:|---:|",
-    ]
-    ceiling_row = {
-        "method": CEILING_LABEL,
-        "steps": ceilings,
-        "score": ceilings[-1]["score"],
-        "forget_quality": ceilings[-1]["forget_quality"],
-        "retain_ratio": ceilings[-1]["retain_ratio"],
-        "test_ratio": ceilings[-1]["test_ratio"],
-        "time_fraction": 1.0,
-    }
-    rank = 0
-    for row in sorted([*results, ceiling_row], key=lambda r: r["score"], reverse=True):
-        is_ceiling = row["method"] == CEILING_LABEL
-        rank += 0 if is_ceiling else 1
-        scores = " | ".join(f"{step['score']:.4f}" for step in row["steps"])
-        lines.append(
-            f"| {'' if is_ceiling else rank} | {row['method']} | {scores} | "
-            f"{row['forget_quality']:.4f} | {row['retain_ratio']:.3f} | {row['test_ratio']:.3f} | "
-            f"{row['time_fraction']:.3f} |"
-        )
-    lines += board_notes(
-        failures, left_out, "Registered but not scored in this mode (left out with `--methods`)"
-    )
-    return "\n".join(lines) + "\n"
-
-
-def _run_requests(
-    method_cls: type[BaseMethod],
-    params: dict[str, Any],
-    plan: RequestPlan,
-    refs: list[References],
-    device: torch.device,
-    progress: bool,
-) -> list[list[dict[str, Any]]]:
-    """Per run, per request: seconds, accuracies and confidences on the forget data served so far.
-
-    Runs are the outer loop, so one run's requests follow each other without
-    another run's calls in between, as they would in a deployment.
-    """
-    preset, data = refs[-1].preset, refs[-1].data
-    k = len(plan.requests)
-    runs = []
-    with scoring.assets_folder(method_cls):
-        for i in tqdm(
-            range(preset.n_models), desc=f"{method_cls.name} runs", unit="run", disable=not progress
-        ):
-            seed = preset.seed + i
-            net = refs[-1].load_original(device)
-            torch.manual_seed(seed)
-            steps = []
-            for j in range(k):
-                held = torch.cat([data.retain, plan.unserved(j)]).sort().values
-                step_data = dataclasses.replace(data, retain=held, forget=plan.requests[j])
-                loaders = scoring.method_loaders(preset, step_data, seed * k + j)
-                seconds = scoring.call_method(
-                    method_cls,
-                    params,
-                    net,
-                    loaders,
-                    device,
-                    f"run {i + 1} of {preset.n_models}, request {j + 1} of {k}, preset {preset.name}",
-                    "requests carry the `net` they passed in over to the next one, so modify `net` "
-                    "in place",
+    def prepare(self, preset: Preset, device: Any = None, progress: bool = True) -> Prepared:
+        plan, refs = request_references(preset, self.k, device=device, progress=progress)
+        data = refs[-1].data
+        steps = []
+        for j, step_refs in enumerate(refs):
+            held = torch.cat([data.retain, plan.unserved(j)]).sort().values
+            steps.append(
+                Step(
+                    refs=step_refs,
+                    given=dataclasses.replace(data, retain=held, forget=plan.requests[j]),
+                    offered={"scenario": MODE, "request": j + 1, "requests": self.k},
+                    label=f", request {j + 1} of {self.k}",
+                    record={
+                        "request": j + 1,
+                        "request_size": len(plan.requests[j]),
+                        "served": len(plan.served(j)),
+                    },
                 )
-                measured = measure_model(net, refs[j].data, device)
-                steps.append({"request": j + 1, "seconds": seconds, **measured})
-            runs.append(steps)
-    return runs
+            )
+        keys = [r.key for r in refs]
+        return Prepared(
+            steps=tuple(steps),
+            record={
+                "k": self.k,
+                "grouping": plan.grouping,
+                "request_sizes": [len(r) for r in plan.requests],
+                "references_keys": keys,
+            },
+            reuse={"k": self.k, "references_keys": keys},
+            keep_net_because=(
+                "requests carry the `net` they passed in over to the next one, so modify `net` "
+                "in place"
+            ),
+        )
+
+    def board(self, preset: Preset, prepared: Prepared, generated: str) -> Board:
+        final = prepared.final
+        sizes, grouping = prepared.record["request_sizes"], prepared.record["grouping"]
+        k = self.k
+        return Board(
+            title=f"Leaderboard: preset `{preset.name}`, {k} sequential forget requests",
+            intro=(
+                f"Dataset `{preset.dataset}`, model `{preset.arch}`, N = {preset.n_models} runs per "
+                f"method. The forget set ({len(final.data.forget)} images, {preset.forget_mode}) is "
+                f"served as {k} requests of {', '.join(str(n) for n in sizes)} images (grouped by "
+                f"{grouping}); each run serves them in order on one model, starting from the "
+                "original. After request j the model is scored on all forget images served so far "
+                f"against models retrained without them. {generated}; one retraining takes "
+                f"{final.retrain_seconds:.1f} s."
+            ),
+            explanation=(
+                "Score = F x retain ratio x test ratio after each request; the ranking uses the last "
+                "one. The retrain ceiling scores the other N retrained models of each step as if they "
+                "were a method. Time fraction is the time of all requests of one run over one "
+                "retraining."
+            ),
+            columns=(
+                *(_after(j) for j in range(k)),
+                *ratio_columns("F (final)"),
+            ),
+            picture_title=f"{k} sequential requests: preset {preset.name}, N = {preset.n_models}",
+            doing=f"serving {k} requests on preset {preset.name} (N={preset.n_models})",
+        )
+
+    @staticmethod
+    def describe(result: dict[str, Any]) -> str:
+        return (
+            f", {result['k']} sequential requests ({result['grouping']}, sizes "
+            f"{result['request_sizes']})"
+        )
+
+
+def _after(j: int) -> Column:
+    return Column(f"after {j + 1}", lambda row: SCORE.cell(row["steps"][j]))
 
 
 def _intermediate_references(
@@ -505,6 +289,4 @@ def _reordered(refs: References, served: torch.Tensor) -> References:
     )
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
+SCENARIO = Requests
