@@ -37,6 +37,18 @@ from local_eval.scoring.scenarios import Prepared, Scenario
 from local_eval.scoring.scenarios.standard import Standard
 from methods.base import BaseMethod
 
+# What score_runs() reports; a result holds its final step's at the top level.
+FIGURES = (
+    "score",
+    "forget_quality",
+    "retain_ratio",
+    "test_ratio",
+    "retain_accuracy",
+    "test_accuracy",
+    "forget_accuracy",
+    "epsilons",
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Scored:
@@ -114,7 +126,7 @@ def score_method(
             "val": len(refs.data.val),
             "test": len(refs.data.test),
         },
-        **{key: final[key] for key in row},
+        **{key: final[key] for key in FIGURES},
         **({"steps": steps} if len(steps) > 1 else {}),
         "seconds_per_run": seconds_per_run,
         "retrain_seconds": refs.retrain_seconds,
