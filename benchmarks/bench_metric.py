@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from builder.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
-from local_eval.metric import forget_quality  # noqa: E402
+from local_eval.scoring.metric import forget_quality  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

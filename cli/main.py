@@ -208,7 +208,7 @@ def cmd_check_notebooks(args: argparse.Namespace) -> int:
 
 
 def _mock_dir(args: argparse.Namespace) -> Path:
-    from local_eval.mock_input import build_mock_input
+    from local_eval.replica.mock_input import build_mock_input
 
     return build_mock_input(
         dataset=args.dataset,
@@ -221,7 +221,7 @@ def _mock_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_mock(args: argparse.Namespace) -> int:
-    from local_eval.mock_input import build_mock_input, write_empty_mock
+    from local_eval.replica.mock_input import build_mock_input, write_empty_mock
 
     if args.empty:
         if args.out is None:
@@ -243,7 +243,7 @@ def cmd_mock(args: argparse.Namespace) -> int:
 
 
 def _dry_run(args: argparse.Namespace, built) -> None:
-    from local_eval.dryrun import dry_run
+    from local_eval.replica.dryrun import dry_run
 
     assets_dir = _local_assets(built)
     data_dir = args.data_dir if args.data_dir is not None else _mock_dir(args)
@@ -311,47 +311,38 @@ def _preset_fields(args: argparse.Namespace) -> dict:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _scenario(args: argparse.Namespace):
+    """The scenario ``--requests K`` or ``--federated K`` asks for; the competition's otherwise."""
+    if args.requests and args.federated:
+        raise EvalError("--requests and --federated are separate modes: choose one")
+    from local_eval.scoring.scenarios import get_scenario
+
+    if args.requests:
+        return get_scenario("requests", k=args.requests)
+    if args.federated:
+        return get_scenario("federated", clients=args.federated)
+    return get_scenario("standard")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from builder.hyperparameters import parse_overrides
 
     hyperparameters = parse_overrides(args.overrides)
-    if args.requests and args.federated:
-        raise EvalError("--requests and --federated are separate modes: choose one")
-    if args.requests:
-        from local_eval.requests import evaluate_requests
+    scenario = _scenario(args)
+    from local_eval.boards.report import evaluate_method
 
-        evaluate_requests(args.method, args.preset, args.requests, hyperparameters, **_preset_fields(args))
-    elif args.federated:
-        from local_eval.federated import evaluate_federated
-
-        evaluate_federated(args.method, args.preset, args.federated, hyperparameters, **_preset_fields(args))
-    else:
-        from local_eval.evaluate import evaluate_method
-
-        evaluate_method(args.method, args.preset, hyperparameters, **_preset_fields(args))
+    evaluate_method(
+        args.method, args.preset, hyperparameters, scenario=scenario, **_preset_fields(args)
+    )
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    if args.requests and args.federated:
-        raise EvalError("--requests and --federated are separate modes: choose one")
+    scenario = _scenario(args)
     chosen = _method_list(args.methods)
-    if args.requests:
-        from local_eval.requests import leaderboard_requests
+    from local_eval.boards.leaderboard import build_leaderboard
 
-        path = leaderboard_requests(
-            args.preset, args.requests, method_names=chosen, **_preset_fields(args)
-        )
-    elif args.federated:
-        from local_eval.federated import leaderboard_federated
-
-        path = leaderboard_federated(
-            args.preset, args.federated, method_names=chosen, **_preset_fields(args)
-        )
-    else:
-        from local_eval.leaderboard import build_leaderboard
-
-        path = build_leaderboard(args.preset, only=chosen, **_preset_fields(args))
+    path = build_leaderboard(args.preset, scenario=scenario, only=chosen, **_preset_fields(args))
     print(path)
     return 0
 

@@ -7,12 +7,14 @@ runs offline on Kaggle.
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
 ASSETS_ENV = "UNLEARNKIT_ASSETS_DIR"
+SCENARIO_ENV = "UNLEARNKIT_SCENARIO"
 
 
 def get_device() -> torch.device:
@@ -96,3 +98,23 @@ def dataset_size(loader) -> int:
     if dataset is not None:
         return len(dataset)
     return sum(unpack_batch(batch, torch.device("cpu"))[0].shape[0] for batch in loader)
+
+
+def scenario_context() -> dict | None:
+    """What the scoring scenario offers beyond the four loaders, or None where it offers nothing.
+
+    The local evaluator sets ``UNLEARNKIT_SCENARIO`` to a JSON object while a
+    method runs in a scenario other than the competition's own: the federated
+    one offers ``{"scenario": "federated", "server_state": <path of what the
+    server kept>}``, the sequential-requests one ``{"scenario": "requests",
+    "request": j, "requests": k}``. Nothing sets it on Kaggle, in the notebooks or
+    in the standard setting, so a method reading it must work without it.
+    """
+    text = os.environ.get(SCENARIO_ENV)
+    if not text:
+        return None
+    try:
+        context = json.loads(text)
+    except ValueError:
+        return None
+    return context if isinstance(context, dict) else None

@@ -9,11 +9,11 @@ contributions back on them,
 pulls the forget examples (the unlearning request's data, which the competition
 interface gives) to unseen-like confidences, and repairs briefly on the retain set.
 
-What the server kept reaches the method as a file named by the environment
-variable ``UNLEARNKIT_SERVER_STATE`` (``local_eval.federated`` writes it; see
-``load_server_state`` for its content). Without it, as in the standard setting
-and on Kaggle, the mask comes from the forget set's gradient and nothing is
-rolled back.
+What the server kept reaches the method as a file the scenario offers through
+``methods.common.scenario_context()`` (key ``server_state``; the federated
+scenario of the evaluator writes it, see ``load_server_state`` for its content).
+Without it, as in the standard setting and on Kaggle, the mask comes from the
+forget set's gradient and nothing is rolled back.
 
 Cost: about 1.6 retain epochs (1.5 epochs of masked repair, and a gradient pass
 and two targeted passes over the forget set, which is about 2 % of the data).
@@ -27,7 +27,7 @@ import torch
 from torch import optim
 
 from methods.base import BaseMethod
-from methods.common import model_device
+from methods.common import model_device, scenario_context
 from methods.saliency import (
     collect,
     confidences,
@@ -40,12 +40,11 @@ from methods.saliency import (
     top_fraction_masks,
 )
 
-SERVER_STATE_ENV = "UNLEARNKIT_SERVER_STATE"
 SERVER_STATE_FORMAT = 1
 
 
 def load_server_state(net) -> dict | None:
-    """What the federated server kept, if it was given and fits ``net``; else None.
+    """What the federated server kept, if the scenario offers it and it fits ``net``; else None.
 
     The file is a ``torch.save``d dict: ``format`` (1), ``parameter_names`` (the
     order of ``net.named_parameters()``), ``client_updates`` and
@@ -54,7 +53,8 @@ def load_server_state(net) -> dict | None:
     the aggregated update ``theta' - theta`` of the global model), plus
     ``forget_client``, ``n_clients`` and ``client_weight`` for the record.
     """
-    path = os.environ.get(SERVER_STATE_ENV)
+    context = scenario_context()
+    path = context.get("server_state") if context else None
     if not path or not os.path.exists(path):
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)

@@ -45,7 +45,7 @@ def smoke_references(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_mock(tmp_path_factory) -> Path:
     """A complete competition input (CSVs, PNGs, trained ResNet-18) built in seconds."""
-    from local_eval.mock_input import build_mock_input
+    from local_eval.replica.mock_input import build_mock_input
 
     out = tmp_path_factory.mktemp("tiny_mock") / "mock"
     return build_mock_input(out, progress=False, **TINY_MOCK_OPTIONS)

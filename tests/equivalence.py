@@ -21,7 +21,7 @@ from builder.discover import resolve_target
 from builder.extract import extract_unlearning
 from builder.hyperparameters import instantiate
 from builder.render import ASSETS_ENV, DRIVER_NAMES
-from local_eval.models import build_model
+from local_eval.scoring.models import build_model
 
 
 class DictImages(Dataset):

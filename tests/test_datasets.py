@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from local_eval import datasets
-from local_eval.datasets import (
+from local_eval.data import datasets
+from local_eval.data.datasets import (
     DEBIAN_FASHION_MNIST,
     DatasetUnavailable,
     load_dataset,
     read_idx,
     stratified_subset,
 )
+from local_eval.data.loaders import make_loader
 from local_eval.errors import EvalError
-from local_eval.loaders import make_loader
 
 needs_debian_fashion_mnist = pytest.mark.skipif(
     not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),

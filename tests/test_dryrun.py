@@ -20,9 +20,9 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from local_eval.dryrun import DryRunFailed, check_submission, dry_run
 from local_eval.errors import EvalError
-from local_eval.kernel import ensure_kernel, kernel_dir
+from local_eval.replica.dryrun import DryRunFailed, check_submission, dry_run
+from local_eval.replica.kernel import ensure_kernel, kernel_dir
 
 PARAMETERS = """\
 DATA_DIR = "/kaggle/input/neurips-2023-machine-unlearning"
@@ -197,7 +197,7 @@ def test_successful_run_reports_timing_from_the_notebooks_timing_line(successful
 
 
 def test_timing_summary_projects_512_calls_on_the_measured_device():
-    from local_eval.dryrun import Timing
+    from local_eval.replica.dryrun import Timing
 
     summary = Timing(seconds_per_call=3.0, device="cpu", calls=2).summary()
     assert "3.00 s per call on cpu" in summary
@@ -383,7 +383,7 @@ HUNG_NOTEBOOK = executed_cells(
 def test_timeout_report_names_the_line_where_the_cell_was_interrupted(tmp_path):
     from papermill.exceptions import PapermillExecutionError
 
-    from local_eval.notebook_failure import describe_failure
+    from local_eval.replica.notebook_failure import describe_failure
 
     error = PapermillExecutionError(
         cell_index=2,
@@ -409,7 +409,7 @@ def test_timeout_report_names_the_line_where_the_cell_was_interrupted(tmp_path):
 def test_dead_kernel_report_names_the_cell_that_was_running(tmp_path):
     from nbclient.exceptions import DeadKernelError
 
-    from local_eval.notebook_failure import describe_failure
+    from local_eval.replica.notebook_failure import describe_failure
 
     message = describe_failure(
         DeadKernelError("Kernel died"),

@@ -12,7 +12,7 @@ import pytest
 from builder.assets import collect_assets, has_assets
 from builder.notebook import build_notebook
 from builder.render import NotebookParameters
-from local_eval.dryrun import dry_run
+from local_eval.replica.dryrun import dry_run
 from methods import all_method_handlers
 
 
@@ -20,7 +20,7 @@ from methods import all_method_handlers
 def small_mock(tmp_path_factory):
     """The smallest competition input that still has whole forget persons: methods run
     at full default settings, so their cost scales with the retain set."""
-    from local_eval.mock_input import build_mock_input
+    from local_eval.replica.mock_input import build_mock_input
 
     out = tmp_path_factory.mktemp("registered_mock") / "mock"
     return build_mock_input(

@@ -8,11 +8,12 @@ import statistics
 import pytest
 import torch
 
+from local_eval.boards.report import evaluate_method
 from local_eval.errors import EvalError
-from local_eval.evaluate import evaluate_method, score_models
-from local_eval.metric import final_score
-from local_eval.presets import get_preset
-from local_eval.references import build_references
+from local_eval.scoring.metric import final_score
+from local_eval.scoring.presets import get_preset
+from local_eval.scoring.references import build_references
+from local_eval.scoring.runner import score_models
 from methods.base import BaseMethod
 from methods.common import unpack_batch
 

@@ -10,25 +10,42 @@ import os
 import pytest
 import torch
 
-from local_eval import federated
+from local_eval.boards.leaderboard import build_leaderboard
+from local_eval.boards.report import evaluate_method
 from local_eval.cache import CACHE_ENV
 from local_eval.errors import EvalError
-from local_eval.federated import (
-    FederatedSetup,
+from local_eval.scoring.models import build_model
+from local_eval.scoring.presets import get_preset
+from local_eval.scoring.references import load_eval_data
+from local_eval.scoring.scenarios import federated
+from local_eval.scoring.scenarios.federated import (
+    Federated,
     client_shards,
-    evaluate_federated,
     fedavg_train,
     federated_references,
-    leaderboard_federated,
 )
-from local_eval.models import build_model
-from local_eval.presets import get_preset
-from local_eval.references import load_eval_data
-from local_eval.training import Recipe, train_model
+from local_eval.scoring.training import Recipe, train_model
 from methods.base import BaseMethod
-from methods.ftsu import SERVER_STATE_ENV, load_server_state
+from methods.common import SCENARIO_ENV
+from methods.ftsu import load_server_state
 
 ONE_EPOCH = Recipe(epochs=1, lr=0.05, batch_size=32, augment=False)
+
+
+def evaluate_federated(method, preset, k, **kwargs):
+    """Score ``method`` on the server of a ``k``-client federation."""
+    return evaluate_method(method, preset, scenario=Federated(clients=k), **kwargs)
+
+
+def leaderboard_federated(preset, k, method_names=None, with_standard=True, **kwargs):
+    """The federated board for ``k`` clients, with or without the standard score beside it."""
+    return build_leaderboard(
+        preset,
+        scenario=Federated(clients=k),
+        only=method_names,
+        with_companion=with_standard,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +185,9 @@ def test_federated_models_are_cached_and_never_trained_twice(tiny, tmp_path, mon
         return real(*args, **kwargs)
 
     monkeypatch.setattr(federated, "fedavg_train", counting)
-    first = federated_references(tiny, FederatedSetup(clients=2), progress=False)
+    first = federated_references(tiny, Federated(clients=2), progress=False)
     trained = len(calls)
-    second = federated_references(tiny, FederatedSetup(clients=2), progress=False)
+    second = federated_references(tiny, Federated(clients=2), progress=False)
     assert trained == 1 + 2 * tiny.n_models and len(calls) == trained
     assert first.refs.key == second.refs.key and first.server_state.exists()
 
@@ -180,7 +197,7 @@ def test_server_state_reaches_the_method_during_the_runs_only(tiny, tmp_path):
     evaluate_federated(ServerSide, tiny, 2, results_dir=tmp_path, progress=False, echo=False)
     assert len(ServerSide.seen) == tiny.n_models
     assert all(state is not None and state["n_clients"] == 2 for state in ServerSide.seen)
-    assert SERVER_STATE_ENV not in os.environ
+    assert SCENARIO_ENV not in os.environ
 
 
 def test_result_records_the_federation_and_is_written_under_the_presets_federated_folder(

@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 import methods
-from local_eval import leaderboard
+from local_eval.boards import leaderboard
+from local_eval.boards.leaderboard import build_leaderboard
 from local_eval.errors import EvalError
-from local_eval.leaderboard import build_leaderboard
 from methods.base import BaseMethod
 from methods.finetune import Finetune
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from local_eval.errors import EvalError
-from local_eval.metric import (
+from local_eval.scoring.metric import (
     epsilon_points,
     example_epsilons,
     final_score,

@@ -12,17 +12,22 @@ import torch
 from PIL import Image
 from torchvision.models import resnet18
 
-from local_eval import mock_input
 from local_eval.cache import (
     atomic_write_json,
     atomic_write_text,
     cache_dir,
     options_key,
 )
-from local_eval.datasets import load_dataset
+from local_eval.data.datasets import load_dataset
+from local_eval.data.splits import make_split
 from local_eval.errors import EvalError
-from local_eval.mock_input import build_mock_input, main, read_mock_options, write_empty_mock
-from local_eval.splits import make_split
+from local_eval.replica import mock_input
+from local_eval.replica.mock_input import (
+    build_mock_input,
+    main,
+    read_mock_options,
+    write_empty_mock,
+)
 
 # The cheapest build that still exercises every step: cache tests rebuild it several times.
 MINI = {

@@ -7,10 +7,10 @@ import torch
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from local_eval.datasets import load_dataset
+from local_eval.data.datasets import load_dataset
 from local_eval.errors import EvalError
-from local_eval.models import ARCHITECTURES, build_model
-from local_eval.training import (
+from local_eval.scoring.models import ARCHITECTURES, build_model
+from local_eval.scoring.training import (
     Recipe,
     augment_batch,
     evaluate_accuracy,

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from local_eval import references
 from local_eval.errors import EvalError
-from local_eval.presets import PRESETS, get_preset
-from local_eval.references import build_references, references_dir, references_key
-from local_eval.training import Recipe
+from local_eval.scoring import references
+from local_eval.scoring.presets import PRESETS, get_preset
+from local_eval.scoring.references import build_references, references_dir, references_key
+from local_eval.scoring.training import Recipe
 
 ONE_EPOCH = Recipe(epochs=1, lr=0.05, batch_size=32, augment=False)
 

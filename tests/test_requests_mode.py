@@ -9,22 +9,29 @@ import numpy as np
 import pytest
 import torch
 
-from local_eval import references
-from local_eval import requests as requests_mode
+from local_eval.boards import leaderboard
+from local_eval.boards.leaderboard import build_leaderboard
+from local_eval.boards.report import evaluate_method
 from local_eval.cache import CACHE_ENV
 from local_eval.errors import EvalError
-from local_eval.presets import get_preset
-from local_eval.references import load_eval_data, references_key
-from local_eval.requests import (
-    evaluate_requests,
-    leaderboard_requests,
-    plan_requests,
-    request_references,
-)
-from local_eval.training import Recipe
+from local_eval.scoring import references
+from local_eval.scoring.presets import get_preset
+from local_eval.scoring.references import load_eval_data, references_key
+from local_eval.scoring.scenarios.requests import Requests, plan_requests, request_references
+from local_eval.scoring.training import Recipe
 from methods.base import BaseMethod
 
 ONE_EPOCH = Recipe(epochs=1, lr=0.05, batch_size=32, augment=False)
+
+
+def evaluate_requests(method, preset, k, **kwargs):
+    """Score ``method`` serving the forget set as ``k`` requests."""
+    return evaluate_method(method, preset, scenario=Requests(k), **kwargs)
+
+
+def leaderboard_requests(preset, k, method_names=None, **kwargs):
+    """The board of the requests scenario with ``k`` requests."""
+    return build_leaderboard(preset, scenario=Requests(k), only=method_names, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +209,7 @@ def test_leaderboard_reuses_a_current_result_instead_of_scoring_again(
     def must_not_run(*args, **kwargs):
         raise AssertionError("scored again")
 
-    monkeypatch.setattr(requests_mode, "evaluate_requests", must_not_run)
+    monkeypatch.setattr(leaderboard, "evaluate_method", must_not_run)
     assert "finetune" in leaderboard_requests(tiny, 2, **options).read_text()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import math
 
 import pytest
@@ -15,10 +16,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from local_eval.metric import logit_scaled_confidence
+from local_eval.scoring.metric import logit_scaled_confidence
 from methods import all_method_handlers, ams_unlearn, progressive_saliency
 from methods.ams_unlearn import AmsUnlearn
-from methods.ftsu import SERVER_STATE_ENV, SERVER_STATE_FORMAT, Ftsu, load_server_state
+from methods.common import SCENARIO_ENV
+from methods.ftsu import SERVER_STATE_FORMAT, Ftsu, load_server_state
 from methods.hirs import Hirs, filter_final_layer, penultimate_features
 from methods.progressive_saliency import ProgressiveSaliency
 from methods.saliency import (
@@ -57,7 +59,7 @@ class DictDataset(Dataset):
 def empty_method_state(monkeypatch):
     """Each test starts with no state carried over from another test's requests."""
     monkeypatch.setattr(ams_unlearn, "_STATE", {})
-    monkeypatch.delenv(SERVER_STATE_ENV, raising=False)
+    monkeypatch.delenv(SCENARIO_ENV, raising=False)
 
 
 def tiny_resnet() -> torch.nn.Module:
@@ -375,27 +377,30 @@ def server_state_file(tmp_path, net, scale: float = 1.0, names=None):
     return path
 
 
+def offer_server_state(monkeypatch, path: str) -> None:
+    """What the federated scenario offers a method: the server-state file's path."""
+    monkeypatch.setenv(SCENARIO_ENV, json.dumps({"scenario": "federated", "server_state": path}))
+
+
 def test_ftsu_without_server_state_runs_as_in_the_standard_setting():
     assert load_server_state(tiny_resnet()) is None
 
 
 def test_ftsu_reads_the_server_state_named_by_the_environment(tmp_path, monkeypatch):
     net = tiny_resnet()
-    monkeypatch.setenv(SERVER_STATE_ENV, str(server_state_file(tmp_path, net)))
+    offer_server_state(monkeypatch, str(server_state_file(tmp_path, net)))
     assert load_server_state(net)["client_weight"] == 0.5
 
 
 def test_ftsu_ignores_a_server_state_for_another_architecture(tmp_path, monkeypatch):
     net = tiny_resnet()
-    monkeypatch.setenv(SERVER_STATE_ENV, str(server_state_file(tmp_path, net, names=["x"])))
+    offer_server_state(monkeypatch, str(server_state_file(tmp_path, net, names=["x"])))
     assert load_server_state(net) is None
 
 
 def test_ftsu_rolls_back_the_forget_clients_updates(tmp_path, monkeypatch):
     _, standard, _ = run_method(Ftsu, make_loaders())
-    monkeypatch.setenv(
-        SERVER_STATE_ENV, str(server_state_file(tmp_path, tiny_resnet(), scale=0.01))
-    )
+    offer_server_state(monkeypatch, str(server_state_file(tmp_path, tiny_resnet(), scale=0.01)))
     _, federated, _ = run_method(Ftsu, make_loaders())
     assert not same_weights(standard, federated)
 
@@ -421,7 +426,5 @@ def test_ftsu_repairs_at_lr_in_the_standard_setting(monkeypatch):
 
 
 def test_ftsu_repairs_at_federated_lr_when_the_server_state_is_given(tmp_path, monkeypatch):
-    monkeypatch.setenv(
-        SERVER_STATE_ENV, str(server_state_file(tmp_path, tiny_resnet(), scale=0.01))
-    )
+    offer_server_state(monkeypatch, str(server_state_file(tmp_path, tiny_resnet(), scale=0.01)))
     assert repair_learning_rates(monkeypatch, lr=0.02, federated_lr=0.001)[-1] == 0.001

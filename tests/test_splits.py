@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from local_eval.data.splits import assign_persons, make_split
 from local_eval.errors import EvalError
-from local_eval.splits import assign_persons, make_split
 
 LABELS = np.random.default_rng(7).integers(0, 10, size=5000)
 

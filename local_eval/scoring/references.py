@@ -22,13 +22,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
-from local_eval.datasets import ImageDataset, load_dataset
+from local_eval.data.datasets import ImageDataset, load_dataset
+from local_eval.data.splits import CompetitionSplit, make_split
 from local_eval.devices import default_device, synchronize
-from local_eval.metric import logit_scaled_confidence
-from local_eval.models import build_model
-from local_eval.presets import Preset, model_options
-from local_eval.splits import CompetitionSplit, make_split
-from local_eval.training import evaluate_accuracy, predict_logits, train_model
+from local_eval.scoring.metric import logit_scaled_confidence
+from local_eval.scoring.models import build_model
+from local_eval.scoring.presets import Preset, model_options
+from local_eval.scoring.training import evaluate_accuracy, predict_logits, train_model
 
 # Bump when the stored metrics change meaning, so old caches are not mixed in.
 CACHE_FORMAT = 1

@@ -26,9 +26,9 @@ from nbformat import NotebookNode
 
 from local_eval.cache import atomic_write_json, atomic_write_text
 from local_eval.errors import EvalError
-from local_eval.html_export import export_html
-from local_eval.kernel import check_kernel_exists, ensure_kernel
-from local_eval.notebook_failure import describe_failure
+from local_eval.replica.html_export import export_html
+from local_eval.replica.kernel import check_kernel_exists, ensure_kernel
+from local_eval.replica.notebook_failure import describe_failure
 
 KAGGLE_CALLS = 512  # checkpoints the competition's scorer asks for
 NUM_CLASSES = 10
@@ -308,13 +308,13 @@ def _check_inputs(
     if not data_dir.is_dir():
         raise EvalError(
             f"Mock input folder {data_dir} does not exist; build it with "
-            "`local_eval.mock_input.build_mock_input()` (or `make mock`) and pass its path."
+            "`local_eval.replica.mock_input.build_mock_input()` (or `make mock`) and pass its path."
         )
     empty_input = (data_dir / EMPTY_MARKER).exists()
     if not empty_input and not (data_dir / ORIGINAL_MODEL).is_file():
         raise EvalError(
             f"Mock input folder {data_dir} has neither {ORIGINAL_MODEL} nor {EMPTY_MARKER}; it is not a "
-            "competition input. Rebuild it with `local_eval.mock_input.build_mock_input()`."
+            "competition input. Rebuild it with `local_eval.replica.mock_input.build_mock_input()`."
         )
     if assets_dir is not None and not Path(assets_dir).is_dir():
         raise EvalError(

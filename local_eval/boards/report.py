@@ -1,4 +1,4 @@
-"""What a scoring run leaves behind: a JSON of every figure, a one-screen summary, a plot.
+"""What scoring a method leaves behind: a JSON of every figure, a one-screen summary, a plot.
 
 The JSON is what the leaderboard reuses and what a researcher diffs between two
 versions of a method; the summary is what they read in the terminal; the plot
@@ -13,20 +13,58 @@ from typing import Any
 
 import torch
 
-from local_eval.cache import atomic_write_bytes, atomic_write_json
-from local_eval.metric import max_epsilon
+from local_eval.cache import atomic_write_bytes
+from local_eval.scoring.metric import max_epsilon
+from local_eval.scoring.presets import Preset
+from local_eval.scoring.runner import score_method
+from local_eval.scoring.scenarios import COMPETITION, Scenario, scenario_of
+from methods.base import BaseMethod
 
 PLOTTED_EXAMPLES = 4
 
 
-def result_paths(results_dir: Path | str, preset: str, method: str) -> tuple[Path, Path]:
-    """Where a method's JSON and PNG go: ``results/<preset>/<method>.{json,png}``."""
-    folder = Path(results_dir) / preset
-    return folder / f"{method}.json", folder / f"{method}.png"
+def evaluate_method(
+    method: str | type[BaseMethod],
+    preset: str | Preset = "cpu",
+    overrides: dict[str, Any] | None = None,
+    n_models: int | None = None,
+    *,
+    scenario: Scenario | None = None,
+    device: torch.device | str | None = None,
+    results_dir: Path | str | None = None,
+    progress: bool = True,
+    echo: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """Score ``method`` in ``scenario`` (``runner.score_method``), draw its plot, print its summary.
 
-
-def write_result(result: dict[str, Any], path: Path) -> Path:
-    return atomic_write_json(path, result)
+    Writes ``results/<folder>/<method>.json`` and ``.png`` and returns the JSON's content.
+    """
+    scored = score_method(
+        method,
+        preset,
+        overrides,
+        n_models,
+        scenario=scenario,
+        device=device,
+        results_dir=results_dir,
+        progress=progress,
+        **options,
+    )
+    result = scored.result
+    mode = "" if result["mode"] == COMPETITION else f" ({result['mode']})"
+    plot_result(
+        Path(result["plot_path"]),
+        f"{result['method']} on {result['preset']}{mode} (N={result['n_models']}): score "
+        f"{result['score']:.3f}, ceiling {result['ceiling']['score']:.3f}",
+        torch.tensor(result["epsilons"]),
+        torch.tensor(result["ceiling"]["epsilons"]),
+        scored.unlearned[-1],
+        scored.reference[-1],
+    )
+    if echo:
+        print(format_summary(result))
+    return result
 
 
 def score_table(result: dict[str, Any]) -> list[str]:
@@ -47,16 +85,21 @@ def score_table(result: dict[str, Any]) -> list[str]:
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    """The figures a researcher compares between runs, unlearned beside the baselines."""
+    """The figures a researcher compares between runs, unlearned beside the baselines.
+
+    A result with several steps (sequential requests) gets one line per step first.
+    """
     opts = result["options"]
     sizes = result["sizes"]
     lines = [
-        f"{result['method']} on preset {result['preset']}: {opts['dataset']}, {opts['arch']}, "
-        f"N={result['n_models']}, forget {sizes['forget']} ({opts['forget_mode']}) / "
-        f"retain {sizes['retain']} / test {sizes['test']}, {result['device']}",
+        f"{result['method']} on preset {result['preset']}{scenario_of(result).describe(result)}: "
+        f"{opts['dataset']}, {opts['arch']}, N={result['n_models']}, forget {sizes['forget']} "
+        f"({opts['forget_mode']}) / retain {sizes['retain']} / test {sizes['test']}, {result['device']}",
         "",
-        *score_table(result),
     ]
+    if "steps" in result:
+        lines += [*step_table(result["steps"]), ""]
+    lines += score_table(result)
     lines += [
         "",
         f"  time per run {result['seconds_per_run']:.2f} s = {result['time_fraction']:.3f} of one "
@@ -66,6 +109,20 @@ def format_summary(result: dict[str, Any]) -> str:
     if result.get("json_path"):
         lines.append(f"  wrote {result['json_path']} and {result['plot_path']}")
     return "\n".join(lines)
+
+
+def step_table(steps: list[dict[str, Any]]) -> list[str]:
+    """Score, F, ratios and the ceiling after each step, on all forget data served so far."""
+    lines = [
+        f"  {'step':<9}{'score':>8}{'F':>7}{'retain':>8}{'test':>7}{'forget':>8}{'ceiling':>9}{'s/run':>8}"
+    ]
+    for number, step in enumerate(steps, 1):
+        lines.append(
+            f"  {number:<9}{step['score']:>8.4f}{step['forget_quality']:>7.3f}"
+            f"{step['retain_ratio']:>8.3f}{step['test_ratio']:>7.3f}{step['forget_accuracy']:>8.3f}"
+            f"{step['ceiling']['score']:>9.4f}{step['seconds_per_run']:>8.2f}"
+        )
+    return lines
 
 
 def plot_result(

@@ -1,10 +1,9 @@
-"""Score an unlearning method locally the way the competition does.
+"""How the evaluator reaches a method: find it, set its hyperparameters, call it, say what it was.
 
-The method runs N times, each time on a fresh copy of the original model with its
-own seed and freshly shuffled competition-style loaders; the N unlearned models
-are then compared with N models retrained without the forget set. The other N
-retrained models are scored the same way (the retrain ceiling), so a score can be
-read against the best one reachable with this many models.
+Every scenario calls a method through ``call_method``, so timing, the error a
+researcher sees when their method raises, the in-place rule and what the
+scenario offers (``methods.common.scenario_context()``) are the same everywhere;
+every result starts with ``method_identity`` and ends with ``provenance``.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import contextlib
 import datetime
 import hashlib
 import inspect
+import json
 import os
 import platform
 import tempfile
@@ -24,117 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 import methods
 from local_eval.cache import repo_root
-from local_eval.devices import default_device, device_name, synchronize
+from local_eval.data.loaders import make_loader
+from local_eval.devices import device_name, synchronize
 from local_eval.errors import EvalError
-from local_eval.loaders import make_loader
-from local_eval.metric import epsilon_points, example_epsilons, final_score
-from local_eval.presets import Preset, apply_overrides, get_preset, preset_options
-from local_eval.references import EvalData, ModelRecord, References, build_references, measure_model
-from local_eval.report import format_summary, plot_result, result_paths, write_result
+from local_eval.scoring.presets import Preset, preset_options
+from local_eval.scoring.references import EvalData
 from methods.base import BaseMethod
-from methods.common import ASSETS_ENV
-
-RESULT_FORMAT = 1
-
-
-def default_results_dir() -> Path:
-    return repo_root() / "results"
-
-
-def evaluate_method(
-    method: str | type[BaseMethod],
-    preset: str | Preset = "cpu",
-    overrides: dict[str, Any] | None = None,
-    n_models: int | None = None,
-    *,
-    device: torch.device | str | None = None,
-    results_dir: Path | str | None = None,
-    progress: bool = True,
-    echo: bool = True,
-    **options: Any,
-) -> dict[str, Any]:
-    """Run ``method`` N times, score it against the reference models, write and print the result.
-
-    ``overrides`` are the method's hyperparameters (the CLI's ``--set``; strings are
-    read as the default's type); ``options`` are preset fields (``data_root``,
-    ``batch_format``, ``forget_mode``, ...). Builds (or resumes) the preset's
-    reference models first. Writes ``results/<preset>/<method>.json`` and ``.png``
-    and returns the JSON's content.
-    """
-    method_cls = resolve_method(method)
-    preset = resolve_preset(preset, options, n_models)
-    device = torch.device(device) if device is not None else default_device()
-    params = resolve_hyperparameters(method_cls, overrides)
-    started = time.perf_counter()
-
-    refs = build_references(preset, device=device, progress=progress)
-    runs, unlearned_confidences = run_method(method_cls, params, refs, device, progress)
-    reference_confidences = stack_confidences(refs.reference)
-    ceiling = score_models(refs.ceiling, refs)
-    method_row = score_runs(
-        unlearned_confidences,
-        reference_confidences,
-        [r["retain_accuracy"] for r in runs],
-        [r["test_accuracy"] for r in runs],
-        [r["forget_accuracy"] for r in runs],
-        refs,
-    )
-    seconds_per_run = sum(r["seconds"] for r in runs) / len(runs)
-    json_path, plot_path = result_paths(
-        results_dir or default_results_dir(), preset.name, method_cls.name
-    )
-    result = {
-        "format": RESULT_FORMAT,
-        **method_identity(method_cls, params, preset),
-        "references_key": refs.key,
-        "n_models": preset.n_models,
-        "sizes": {
-            "retain": len(refs.data.retain),
-            "forget": len(refs.data.forget),
-            "val": len(refs.data.val),
-            "test": len(refs.data.test),
-        },
-        **method_row,
-        "seconds_per_run": seconds_per_run,
-        "retrain_seconds": refs.retrain_seconds,
-        "time_fraction": seconds_per_run / refs.retrain_seconds,
-        "ceiling": ceiling,
-        "retrained": mean_accuracies(refs.reference),
-        "original": record_accuracies(refs.original),
-        "runs": runs,
-        **provenance(device, started),
-        "json_path": str(json_path),
-        "plot_path": str(plot_path),
-    }
-    plot_result(
-        plot_path,
-        f"{method_cls.name} on {preset.name} (N={preset.n_models}): score {result['score']:.3f}, "
-        f"ceiling {ceiling['score']:.3f}",
-        torch.tensor(result["epsilons"]),
-        torch.tensor(ceiling["epsilons"]),
-        unlearned_confidences,
-        reference_confidences,
-    )
-    write_result(result, json_path)
-    if echo:
-        print(format_summary(result))
-    return result
-
-
-def score_models(records: tuple[ModelRecord, ...], refs: References) -> dict[str, Any]:
-    """Score already-measured models (the retrain ceiling) as if a method had produced them."""
-    return score_runs(
-        stack_confidences(records),
-        stack_confidences(refs.reference),
-        [r.retain_accuracy for r in records],
-        [r.test_accuracy for r in records],
-        [r.forget_accuracy for r in records],
-        refs,
-    )
+from methods.common import ASSETS_ENV, SCENARIO_ENV
 
 
 def resolve_method(method: str | type[BaseMethod]) -> type[BaseMethod]:
@@ -165,17 +64,6 @@ def resolve_method(method: str | type[BaseMethod]) -> type[BaseMethod]:
             "add yours to _METHODS in methods/__init__.py, or pass the path of its file."
         )
     return handlers[method]
-
-
-def resolve_preset(
-    preset: str | Preset, overrides: dict[str, Any] | None, n_models: int | None
-) -> Preset:
-    overrides = dict(overrides or {})
-    if n_models is not None:
-        overrides["n_models"] = n_models
-    if isinstance(preset, Preset):
-        return apply_overrides(preset, overrides)
-    return get_preset(preset, overrides)
 
 
 def resolve_hyperparameters(
@@ -232,39 +120,6 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def run_method(
-    method_cls: type[BaseMethod],
-    params: dict[str, Any],
-    refs: References,
-    device: torch.device,
-    progress: bool,
-) -> tuple[list[dict[str, Any]], torch.Tensor]:
-    preset, data = refs.preset, refs.data
-    runs, confidences = [], []
-    with assets_folder(method_cls):
-        for i in tqdm(
-            range(preset.n_models), desc=f"{method_cls.name} runs", unit="run", disable=not progress
-        ):
-            seed = preset.seed + i
-            net = refs.load_original(device)
-            loaders = method_loaders(preset, data, seed)
-            torch.manual_seed(seed)
-            seconds = call_method(
-                method_cls,
-                params,
-                net,
-                loaders,
-                device,
-                f"run {i + 1} of {preset.n_models}, preset {preset.name}",
-                "the competition notebook saves the `net` it passed in, so modify `net` in place "
-                "(e.g. net.load_state_dict(other.state_dict()))",
-            )
-            measured = measure_model(net, data, device)
-            confidences.append(measured.pop("forget_confidences"))
-            runs.append({"seed": seed, "seconds": seconds, **measured})
-    return runs, torch.stack(confidences)
-
-
 def call_method(
     method_cls: type[BaseMethod],
     params: dict[str, Any],
@@ -273,17 +128,20 @@ def call_method(
     device: torch.device,
     context: str,
     keep_net_because: str,
+    offered: dict[str, Any] | None = None,
 ) -> float:
     """One ``run()`` of a fresh instance on ``net``; the seconds it took.
 
     A method's own exception becomes an EvalError naming its file and line and
     ``context`` (which run, which request); returning another model instead of
-    changing ``net`` is refused with ``keep_net_because`` as the reason.
+    changing ``net`` is refused with ``keep_net_because`` as the reason. During
+    the call ``methods.common.scenario_context()`` returns ``offered``.
     """
     method = method_cls(**params)
     started = time.perf_counter()
     try:
-        returned = method.run(net, *loaders)
+        with _environment(SCENARIO_ENV, None if offered is None else json.dumps(offered)):
+            returned = method.run(net, *loaders)
     except EvalError:
         raise
     except Exception as exc:
@@ -350,55 +208,6 @@ def method_loaders(preset: Preset, data: EvalData, seed: int) -> tuple[Any, Any,
     )
 
 
-def score_runs(
-    confidences: torch.Tensor,
-    reference: torch.Tensor,
-    retain: list[float],
-    test: list[float],
-    forget: list[float],
-    refs: References,
-) -> dict[str, Any]:
-    ra_u, ta_u, fa_u = _mean(retain), _mean(test), _mean(forget)
-    ra_r = _mean([r.retain_accuracy for r in refs.reference])
-    ta_r = _mean([r.test_accuracy for r in refs.reference])
-    # forget_quality() is the mean of these points; computing the epsilons once halves the cost.
-    epsilons = torch.as_tensor(example_epsilons(confidences, reference))
-    quality = float(epsilon_points(epsilons.numpy(), len(confidences)).mean())
-    return {
-        "score": float(final_score(quality, ra_u, ra_r, ta_u, ta_r)),
-        "forget_quality": quality,
-        "retain_ratio": ra_u / ra_r,
-        "test_ratio": ta_u / ta_r,
-        "retain_accuracy": ra_u,
-        "test_accuracy": ta_u,
-        "forget_accuracy": fa_u,
-        "epsilons": epsilons.tolist(),
-    }
-
-
-def stack_confidences(records: tuple[ModelRecord, ...]) -> torch.Tensor:
-    return torch.stack([r.forget_confidences for r in records])
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
-def record_accuracies(record: ModelRecord) -> dict[str, float]:
-    return {
-        "retain_accuracy": record.retain_accuracy,
-        "test_accuracy": record.test_accuracy,
-        "forget_accuracy": record.forget_accuracy,
-    }
-
-
-def mean_accuracies(records: tuple[ModelRecord, ...]) -> dict[str, float]:
-    return {
-        key: _mean([getattr(r, key) for r in records])
-        for key in ("retain_accuracy", "test_accuracy", "forget_accuracy")
-    }
-
-
 @contextlib.contextmanager
 def assets_folder(method_cls: type[BaseMethod]) -> Iterator[None]:
     """Give a method that has assets the folder the notebook would give it, as the dry-run does."""
@@ -411,20 +220,30 @@ def assets_folder(method_cls: type[BaseMethod]) -> Iterator[None]:
     if not has_assets(method_cls):
         yield
         return
-    previous = os.environ.get(ASSETS_ENV)
     with tempfile.TemporaryDirectory(prefix="unlearnkit-assets-") as folder:
         try:
             collect_assets(method_cls, Path(folder))
         except BuildError as exc:
             raise EvalError(str(exc)) from exc
-        os.environ[ASSETS_ENV] = folder
-        try:
+        with _environment(ASSETS_ENV, folder):
             yield
-        finally:
-            if previous is None:
-                os.environ.pop(ASSETS_ENV, None)
-            else:
-                os.environ[ASSETS_ENV] = previous
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str | None) -> Iterator[None]:
+    """``name`` set to ``value`` (unset when None) for the block, then as it was."""
+    previous = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def _coerce_like(key: str, value: Any, default: Any, method_cls: type[BaseMethod]) -> Any:
@@ -468,6 +287,3 @@ def _relative(path: Path) -> str:
         return str(path.resolve().relative_to(repo_root()))
     except ValueError:
         return str(path)
-
-
-__all__ = ["evaluate_method", "score_models", "resolve_method", "method_source_hash"]

@@ -6,6 +6,8 @@ board is drawn as score against time fraction with the retrain ceiling as a
 line, the requests board as one score curve per method over the requests, and
 the federated board as each method's federated score beside its standard one.
 Rows are the result dicts the leaderboards already hold; nothing is recomputed.
+``plot_board`` picks the picture from what the board holds, so a new scenario's
+board gets one without code here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,23 @@ from local_eval.cache import atomic_write_bytes
 CEILING_COLOUR = "tab:red"
 
 
-def plot_standard_leaderboard(
+def plot_board(
+    path: Path | str,
+    title: str,
+    rows: list[dict[str, Any]],
+    ceilings: list[dict[str, Any]],
+    companions: dict[str, dict[str, Any]] | None,
+) -> Path:
+    """The board's picture: score per step when runs make several calls, the score beside the
+    companion scenario's when the board has one (None: it has none), else score and cost."""
+    if len(ceilings) > 1:
+        return _score_per_step(path, title, rows, ceilings)
+    if companions is not None:
+        return _score_beside_companion(path, title, rows, companions, ceilings[-1]["score"])
+    return _score_and_cost(path, title, rows, ceilings[-1]["score"])
+
+
+def _score_and_cost(
     path: Path | str, title: str, rows: list[dict[str, Any]], ceiling_score: float
 ) -> Path:
     """Bars of each method's score, and score against time fraction on a log axis."""
@@ -53,7 +71,7 @@ def plot_standard_leaderboard(
     return _save(figure, path)
 
 
-def plot_requests_leaderboard(
+def _score_per_step(
     path: Path | str, title: str, rows: list[dict[str, Any]], ceilings: list[dict[str, Any]]
 ) -> Path:
     """One line per method: its score after each request, the ceiling's dashed."""
@@ -76,11 +94,11 @@ def plot_requests_leaderboard(
     return _save(figure, path)
 
 
-def plot_federated_leaderboard(
+def _score_beside_companion(
     path: Path | str,
     title: str,
     rows: list[dict[str, Any]],
-    standard: dict[str, dict[str, Any]],
+    companions: dict[str, dict[str, Any]],
     ceiling_score: float,
 ) -> Path:
     """Paired bars: the federated score and, where scored, the standard one."""
@@ -97,7 +115,7 @@ def plot_federated_leaderboard(
     )
     axis.barh(
         [p - height / 2 for p in positions],
-        [standard[row["method"]]["score"] if row["method"] in standard else 0.0 for row in ordered],
+        [companions[row["method"]]["score"] if row["method"] in companions else 0.0 for row in ordered],
         height, label="standard (same N)", color="tab:grey",
     )
     _ceiling_line(axis.axvline, ceiling_score, label="federated retrain ceiling")

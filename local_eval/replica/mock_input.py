@@ -23,11 +23,11 @@ import torch
 from PIL import Image
 
 from local_eval.cache import atomic_directory, atomic_write_text, cache_dir, options_key
-from local_eval.datasets import DATASETS, load_dataset
+from local_eval.data.datasets import DATASETS, load_dataset
+from local_eval.data.splits import assign_persons, make_split
 from local_eval.errors import EvalError
-from local_eval.models import ARCHITECTURES, build_model
-from local_eval.splits import assign_persons, make_split
-from local_eval.training import Recipe, evaluate_accuracy, train_model
+from local_eval.scoring.models import ARCHITECTURES, build_model
+from local_eval.scoring.training import Recipe, evaluate_accuracy, train_model
 
 CSV_COLUMNS = ("image_id", "age_group", "age", "person_id")
 CSV_FILES = ("retain.csv", "forget.csv", "validation.csv")
@@ -257,7 +257,7 @@ def _age(age_group: int, person: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m local_eval.mock_input",
+        prog="python -m local_eval.replica.mock_input",
         description="Write a mock competition input folder (CSV files, images, original model).",
     )
     parser.add_argument(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from local_eval.errors import EvalError
-from local_eval.training import Recipe
+from local_eval.scoring.training import Recipe
 
 MIN_N_MODELS = 3
 MAX_N_MODELS = 512

@@ -1,0 +1,70 @@
+"""Where results are stored, and when a stored one still counts.
+
+Every scenario writes the same kind of JSON (see ``runner.score_method``) to
+``results/<preset>/<method>.json`` (the competition's setting) or
+``results/<preset>-<scenario>/<method>.json``, with its picture beside it.
+Scoring takes minutes, so a board reuses a stored result while it describes
+exactly what a fresh run would compute: same preset options, same method source
+and default hyperparameters, same result format and the scenario's own keys
+(its reference models). Anything else is scored again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from local_eval.cache import atomic_write_json, repo_root
+from local_eval.scoring.method_calls import method_source_hash, resolve_hyperparameters
+from local_eval.scoring.presets import Preset, preset_options
+from local_eval.scoring.scenarios import COMPETITION
+from methods.base import BaseMethod
+
+RESULT_FORMAT = 1
+
+
+def default_results_dir() -> Path:
+    return repo_root() / "results"
+
+
+def results_folder(preset: str, mode: str = COMPETITION) -> str:
+    """``<preset>`` for the competition's setting, ``<preset>-<scenario>`` for the others."""
+    return preset if mode == COMPETITION else f"{preset}-{mode}"
+
+
+def result_paths(
+    results_dir: Path | str | None, preset: str, method: str, mode: str = COMPETITION
+) -> tuple[Path, Path]:
+    """A method's JSON and PNG: ``results/<folder>/<method>.{json,png}``."""
+    root = Path(results_dir) if results_dir is not None else default_results_dir()
+    folder = root / results_folder(preset, mode)
+    return folder / f"{method}.json", folder / f"{method}.png"
+
+
+def write_result(result: dict[str, Any], path: Path) -> Path:
+    return atomic_write_json(path, result)
+
+
+def stored_if_current(
+    path: Path, method_cls: type[BaseMethod], preset: Preset, **expected: Any
+) -> dict[str, Any] | None:
+    """The result stored at ``path`` if a fresh run would compute exactly it, else None.
+
+    Same result format, preset options, method source and default hyperparameters,
+    plus the scenario's ``expected`` fields (``Prepared.reuse``: its reference keys).
+    """
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    current = {
+        "format": RESULT_FORMAT,
+        "options": json.loads(json.dumps(preset_options(preset))),
+        "source_sha256": method_source_hash(method_cls),
+        "hyperparameters": json.loads(json.dumps(resolve_hyperparameters(method_cls, None))),
+        **json.loads(json.dumps(expected)),
+    }
+    if any(result.get(key) != value for key, value in current.items()):
+        return None
+    return result

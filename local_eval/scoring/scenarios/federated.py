@@ -1,0 +1,399 @@
+"""Federated simulation: FedAvg-trained models, a forget set held by one client, a server-side method.
+
+K clients hold disjoint shards of the training data: the retain set is dealt out
+evenly (seeded shuffle) and client 0 also holds the whole forget set. The
+original model is trained with FedAvg on all shards; the 2N reference models
+with FedAvg on the same shards without the forget set (client 0 keeps its retain
+share), each with its own seed. Every round, each client trains
+``local_epochs`` epochs from the global model with the preset's recipe at a
+learning rate that decays (cosine) over the rounds, and the server averages the
+clients' weights and BatchNorm statistics weighted by shard size. With one local
+epoch per round and as many rounds as the preset's epochs, a model costs about
+what a centrally trained one does.
+
+The method runs on the server, on the competition interface as usual. What the
+server kept from training the original (the last ``kept_rounds`` rounds'
+aggregated updates and client 0's weighted contribution to each) is written to
+a file whose path the method is offered while it runs: ``methods.common.scenario_context()``
+returns ``{"scenario": "federated", "server_state": <path>}`` (the file's content is
+described by ``fedavg_train``). Methods that do not look for it run as in the
+standard setting.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
+from local_eval.devices import default_device
+from local_eval.errors import EvalError
+from local_eval.scoring.models import build_model
+from local_eval.scoring.presets import Preset, model_options
+from local_eval.scoring.references import (
+    CACHE_FORMAT,
+    EvalData,
+    References,
+    load_eval_data,
+    load_model,
+    load_record,
+    measure_model,
+    metrics_path,
+    retrained_seed,
+    weights_path,
+)
+from local_eval.scoring.scenarios import SCORE, Board, Column, Prepared, Step, ratio_columns
+from local_eval.scoring.training import Recipe, train_model
+
+MODE = "federated"
+DEFAULT_CLIENTS = 4
+SERVER_STATE_FILE = "server_state.pt"
+# What ``fedavg_train`` keeps; a method checks it before trusting the file's layout.
+SERVER_STATE_FORMAT = 1
+FORGET_CLIENT = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Federated:
+    """A FedAvg federation of ``clients``, the method run on its server.
+
+    ``rounds=None`` means as many rounds as the preset's training epochs. The
+    method is offered ``{"scenario": "federated", "server_state": <path>}``: the
+    file of what the server kept (see ``fedavg_train``). Its board shows each
+    method's standard score beside the federated one.
+    """
+
+    clients: int = DEFAULT_CLIENTS
+    rounds: int | None = None
+    local_epochs: int = 1
+    kept_rounds: int = 3
+    name = MODE
+    companion = "standard"
+
+    def resolved_rounds(self, preset: Preset) -> int:
+        return self.rounds if self.rounds is not None else preset.retrain_recipe.epochs
+
+    @property
+    def make_argument(self) -> str:
+        return f"FEDERATED={self.clients}"
+
+    def prepare(self, preset: Preset, device: Any = None, progress: bool = True) -> Prepared:
+        federation = federated_references(preset, self, device=device, progress=progress)
+        refs = federation.refs
+        offered = {"scenario": MODE, "server_state": str(federation.server_state)}
+        return Prepared(
+            steps=(Step(refs=refs, given=refs.data, offered=offered),),
+            record={
+                "federation": {
+                    **dataclasses.asdict(self),
+                    "rounds": self.resolved_rounds(preset),
+                    "forget_client": FORGET_CLIENT,
+                }
+            },
+            reuse={"references_key": refs.key},
+        )
+
+    def board(self, preset: Preset, prepared: Prepared, generated: str) -> Board:
+        refs = prepared.final
+        data = refs.data
+        return Board(
+            title=f"Leaderboard: preset `{preset.name}`, federated ({self.clients} clients)",
+            intro=(
+                f"Dataset `{preset.dataset}`, model `{preset.arch}`, N = {preset.n_models} unlearned "
+                f"models per method against N retrained ones. {self.clients} clients hold disjoint "
+                f"shards of the {len(data.retain) + len(data.forget)} training images; client "
+                f"{FORGET_CLIENT} also holds the whole forget set ({len(data.forget)} images, "
+                f"{preset.forget_mode}). The original and the retrained models are trained with "
+                f"FedAvg ({self.resolved_rounds(preset)} rounds of {self.local_epochs} local "
+                "epoch(s)); methods run on the server, and those that ask for it (`ftsu`) get the "
+                f"last {self.kept_rounds} rounds' aggregated updates and client {FORGET_CLIENT}'s "
+                f"contributions. {generated}; one FedAvg retraining takes "
+                f"{refs.retrain_seconds:.1f} s."
+            ),
+            explanation=(
+                "Score = F x retain ratio x test ratio (the competition's metric) against the FedAvg "
+                "retrained models; *standard* is the same method's score in the ordinary centralised "
+                "setting at the same N (blank when not scored). The retrain ceiling scores the other "
+                "N FedAvg retrained models as if they were a method."
+            ),
+            columns=(
+                SCORE,
+                *ratio_columns(),
+                Column("standard score", _companion_score),
+            ),
+            picture_title=(
+                f"Federated ({self.clients} clients): preset {preset.name}, N = {preset.n_models}"
+            ),
+            doing=(
+                f"scoring federated ({self.clients} clients) on preset {preset.name} "
+                f"(N={preset.n_models})"
+            ),
+        )
+
+    @staticmethod
+    def describe(result: dict[str, Any]) -> str:
+        fed = result["federation"]
+        return (
+            f", federated: {fed['clients']} clients, {fed['rounds']} FedAvg rounds of "
+            f"{fed['local_epochs']} local epoch(s), forget set on client {fed['forget_client']}"
+        )
+
+
+def _companion_score(row: dict[str, Any]) -> str:
+    other = row.get("companion")
+    return "" if other is None else format(other["score"], ".4f")
+
+
+def client_shards(data: EvalData, clients: int, seed: int, with_forget: bool) -> list[torch.Tensor]:
+    """Each client's training indices: retain dealt out evenly, the forget set to client 0."""
+    if clients < 1:
+        raise EvalError(f"--federated {clients}: a federation needs at least 1 client.")
+    if clients * 2 > len(data.retain):
+        raise EvalError(
+            f"--federated {clients}: the retain set has {len(data.retain)} images, too few for "
+            f"{clients} clients of at least 2 images each; choose at most {len(data.retain) // 2}."
+        )
+    order = data.retain[
+        torch.randperm(len(data.retain), generator=torch.Generator().manual_seed(seed))
+    ]
+    shards = [order[c::clients] for c in range(clients)]
+    if with_forget:
+        shards[FORGET_CLIENT] = torch.cat([shards[FORGET_CLIENT], data.forget])
+    return [shard.sort().values for shard in shards]
+
+
+def fedavg_train(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    shards: list[torch.Tensor],
+    recipe: Recipe,
+    rounds: int,
+    local_epochs: int,
+    seed: int,
+    device: torch.device,
+    kept_rounds: int = 0,
+) -> dict[str, Any]:
+    """Train ``model`` in place with FedAvg; return what the server kept of the last rounds.
+
+    The returned dict is what is saved as the server-state file: ``format``
+    (``SERVER_STATE_FORMAT``), ``parameter_names`` (the order of
+    ``model.named_parameters()``), ``client_updates`` and ``aggregate_updates``
+    (one list of tensors per kept round, oldest first: client 0's weighted
+    contribution ``w_0 (theta_0 - theta)`` and the global update ``theta' - theta``;
+    empty when ``kept_rounds`` is 0), plus ``forget_client``, ``n_clients`` and
+    ``client_weight``.
+    """
+    model.to(device)
+    sizes = torch.tensor([len(s) for s in shards], dtype=torch.float64)
+    weights = (sizes / sizes.sum()).tolist()
+    names = [name for name, _ in model.named_parameters()]
+    client_updates, aggregate_updates = [], []
+    for t in range(rounds):
+        lr = recipe.lr * 0.5 * (1 + math.cos(math.pi * t / rounds))
+        local_recipe = dataclasses.replace(
+            recipe, epochs=local_epochs, lr=max(lr, recipe.lr * 1e-3)
+        )
+        before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        states = []
+        for c, shard in enumerate(shards):
+            local = _copy_model(model, device)
+            train_model(
+                local,
+                images,
+                labels,
+                shard,
+                local_recipe,
+                seed=seed * 100_003 + t * len(shards) + c,
+                device=device,
+            )
+            states.append({k: v.detach() for k, v in local.state_dict().items()})
+        averaged = _average_states(states, weights, before)
+        model.load_state_dict(averaged)
+        if rounds - t <= kept_rounds:
+            params = dict(model.named_parameters())
+            aggregate_updates.append([(params[n].detach() - before[n]).cpu() for n in names])
+            client_updates.append(
+                [
+                    (weights[FORGET_CLIENT] * (states[FORGET_CLIENT][n] - before[n])).cpu()
+                    for n in names
+                ]
+            )
+    model.eval()
+    return {
+        "format": SERVER_STATE_FORMAT,
+        "parameter_names": names,
+        "client_updates": client_updates,
+        "aggregate_updates": aggregate_updates,
+        "forget_client": FORGET_CLIENT,
+        "n_clients": len(shards),
+        "client_weight": weights[FORGET_CLIENT],
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class FederatedReferences:
+    """The FedAvg original, its server state, and 2N FedAvg models retrained without the forget set."""
+
+    refs: References
+    setup: Federated
+    server_state: Path
+
+
+def federated_references(
+    preset: Preset,
+    setup: Federated,
+    device: torch.device | None = None,
+    data: EvalData | None = None,
+    progress: bool = True,
+) -> FederatedReferences:
+    """Train whatever is missing (cached one file per model, like the standard references) and load all."""
+    device = device or default_device()
+    data = data or load_eval_data(preset)
+    rounds = setup.resolved_rounds(preset)
+    if rounds < 1 or setup.local_epochs < 1 or setup.kept_rounds < 0:
+        raise EvalError(
+            f"Federated setting rounds={rounds}, local_epochs={setup.local_epochs}, "
+            f"kept_rounds={setup.kept_rounds}: rounds and local epochs must be at least 1 and "
+            "kept rounds at least 0."
+        )
+    options = {
+        "cache_format": CACHE_FORMAT,
+        **model_options(preset),
+        "mode": MODE,
+        "clients": setup.clients,
+        "rounds": rounds,
+        "local_epochs": setup.local_epochs,
+        "kept_rounds": setup.kept_rounds,
+    }
+    directory = Path(cache_dir()) / MODE / options_key(options)
+    directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / "manifest.json").exists():
+        atomic_write_json(directory / "manifest.json", options)
+    jobs = [("original", 0, preset.seed, True)]
+    jobs += [("retrained", i, retrained_seed(preset, i), False) for i in range(2 * preset.n_models)]
+    missing = [job for job in jobs if not metrics_path(directory, job[0], job[1]).exists()]
+    if not (directory / SERVER_STATE_FILE).exists() and jobs[0] not in missing:
+        missing.insert(0, jobs[0])
+    started = time.perf_counter()
+    bar = tqdm(
+        total=len(jobs),
+        initial=len(jobs) - len(missing),
+        desc=f"federated models ({preset.name}, {setup.clients} clients)",
+        unit="model",
+        disable=not progress,
+    )
+    with bar:
+        for role, index, seed, with_forget in missing:
+            shards = client_shards(data, setup.clients, preset.seed, with_forget)
+            _build_federated(
+                preset, setup, data, directory, role, index, seed, shards, rounds, device
+            )
+            bar.update(1)
+    refs = References(
+        preset=preset,
+        key=directory.name,
+        directory=directory,
+        data=data,
+        original=load_record(directory, "original", 0),
+        retrained=tuple(load_record(directory, *job[:2]) for job in jobs[1:]),
+        seconds_this_build=time.perf_counter() - started,
+    )
+    return FederatedReferences(refs=refs, setup=setup, server_state=directory / SERVER_STATE_FILE)
+
+
+def _build_federated(
+    preset: Preset,
+    setup: Federated,
+    data: EvalData,
+    directory: Path,
+    role: str,
+    index: int,
+    seed: int,
+    shards: list[torch.Tensor],
+    rounds: int,
+    device: torch.device,
+) -> None:
+    """Train (or finish measuring) one FedAvg model; files in the standard references' layout."""
+    weights = weights_path(directory, role, index)
+    timing = directory / f"{weights.stem}.timing.json"
+    state_path = directory / SERVER_STATE_FILE
+    needs_state = role == "original" and not state_path.exists()
+    if weights.exists() and not needs_state:
+        model = load_model(preset.arch, weights, device)
+        train_seconds = (
+            json.loads(timing.read_text())["train_seconds"] if timing.exists() else float("nan")
+        )
+    else:
+        torch.manual_seed(seed)
+        model = build_model(preset.arch).to(device)
+        started = time.perf_counter()
+        server = fedavg_train(
+            model,
+            data.train.images,
+            data.train.labels,
+            shards,
+            preset.retrain_recipe if role == "retrained" else preset.original_recipe,
+            rounds,
+            setup.local_epochs,
+            seed,
+            device,
+            kept_rounds=setup.kept_rounds if role == "original" else 0,
+        )
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - started
+        atomic_write_json(timing, {"train_seconds": train_seconds})
+        if role == "original":
+            atomic_torch_save(server, state_path)
+        atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+    measured = measure_model(model, data, device)
+    atomic_write_json(
+        metrics_path(directory, role, index),
+        {
+            "role": role,
+            "index": index,
+            "seed": seed,
+            "weights": weights.name,
+            "forget_confidences": measured["forget_confidences"].tolist(),
+            "retain_accuracy": measured["retain_accuracy"],
+            "test_accuracy": measured["test_accuracy"],
+            "forget_accuracy": measured["forget_accuracy"],
+            "train_seconds": train_seconds,
+            "device": str(device),
+        },
+    )
+
+
+def _copy_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """A client's copy of the global model: same class, same weights, its own parameters."""
+    return copy.deepcopy(model).to(device)
+
+
+def _average_states(
+    states: list[dict[str, torch.Tensor]], weights: list[float], before: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Shard-size weighted mean of floating tensors; integer buffers (batch counters) from the largest client."""
+    largest = max(range(len(weights)), key=lambda c: weights[c])
+    averaged = {}
+    for name, reference in before.items():
+        if reference.is_floating_point():
+            total = torch.zeros_like(reference, dtype=torch.float64)
+            for state, weight in zip(states, weights):
+                total += weight * state[name].to(torch.float64)
+            averaged[name] = total.to(reference.dtype)
+        else:
+            averaged[name] = states[largest][name].clone()
+    return averaged
+
+
+SCENARIO = Federated
