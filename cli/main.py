@@ -132,10 +132,11 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from methods import all_method_handlers
+    from methods.base import new_method
 
     for name, cls in all_method_handlers().items():
         try:
-            params = cls().hyperparameters()
+            params = new_method(cls).hyperparameters()
         except Exception as exc:  # a broken __init__ should not hide the other methods
             params = {"<error>": f"{type(exc).__name__}: {exc}"}
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "no hyperparameters"

@@ -35,7 +35,7 @@ from local_eval.metric import epsilon_points, example_epsilons, final_score
 from local_eval.presets import Preset, apply_overrides, get_preset, preset_options
 from local_eval.references import EvalData, ModelRecord, References, build_references, measure_model
 from local_eval.report import format_summary, plot_result, result_paths, write_result
-from methods.base import BaseMethod
+from methods.base import BaseMethod, new_method
 from methods.common import ASSETS_ENV
 
 RESULT_FORMAT = 1
@@ -183,7 +183,7 @@ def resolve_hyperparameters(
 ) -> dict[str, Any]:
     """The method's defaults with ``values`` applied; strings are converted to the default's type."""
     try:
-        defaults = method_cls().hyperparameters()
+        defaults = new_method(method_cls).hyperparameters()
     except Exception as exc:
         raise EvalError(
             f"{method_location(method_cls)}: {method_cls.__name__}() failed with default arguments "
@@ -280,7 +280,7 @@ def call_method(
     ``context`` (which run, which request); returning another model instead of
     changing ``net`` is refused with ``keep_net_because`` as the reason.
     """
-    method = method_cls(**params)
+    method = new_method(method_cls, **params)
     started = time.perf_counter()
     try:
         returned = method.run(net, *loaders)
