@@ -41,7 +41,8 @@ DRIVER_NAMES: dict[str, tuple | None] = {
             "DATA_DIR WORK_DIR N_CHECKPOINTS BATCH_SIZE REQUIRE_GPU ASSETS_DIR DEVICE load_split "
             "CompetitionDataset make_loaders retain_loader forget_loader validation_loader "
             "original_path call_seconds checkpoint_index net started state checkpoints archive "
-            "name mean_seconds handle png pixels"
+            "name mean_seconds handle png pixels parse_field image_path decode_png save_atomically "
+            "write_zip checkpoint_path checkpoint_paths temporary"
         ).split()
     },
 }
