@@ -94,7 +94,11 @@ def render_notebook(extracted: Extracted, parameters: NotebookParameters | None 
     notebook["metadata"] = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
-        "unlearnkit": {"method": extracted.method_name, "class": extracted.class_name},
+        "unlearnkit": {
+            "method": extracted.method_name,
+            "class": extracted.class_name,
+            "source": context["source_file"],
+        },
     }
     nbformat.validate(notebook)
     return notebook
