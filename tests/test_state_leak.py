@@ -4,6 +4,7 @@ Unit tests compare a network after a method's run() with a fresh one; the dry-ru
 tests execute built notebooks whose driver reuses one network, as the official one does.
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,21 @@ def test_dry_run_fails_a_method_that_leaves_state_on_the_reused_net(stem, where,
     assert where in str(caught.value)
 
 
+@pytest.fixture(scope="module")
+def clean_run(built, tiny_mock):
+    result = dry_run(built("clean_freeze"), data_dir=tiny_mock, n_checkpoints=2)
+    return result, json.loads(result.report.read_text())
+
+
 @pytest.mark.slow
-def test_dry_run_passes_a_method_that_restores_what_it_changed(built, tiny_mock):
-    assert dry_run(built("clean_freeze"), data_dir=tiny_mock, n_checkpoints=2).ok
+def test_dry_run_passes_a_method_that_restores_what_it_changed(clean_run):
+    result, record = clean_run
+    assert result.ok and record["error"] is None
+
+
+@pytest.mark.slow
+def test_dry_run_records_a_kaggle_projection_for_both_gpus(clean_run):
+    _, record = clean_run
+    projection = record["kaggle_projection"]
+    assert sorted(projection["seconds_per_call"]) == ["P100", "T4"]
+    assert projection["flops_by_split"]["retain"] > 0
