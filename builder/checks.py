@@ -18,7 +18,29 @@ RUN_PARAMETERS = ("net", "retain_loader", "forget_loader", "val_loader")
 
 
 def check_run(module: ParsedModule, node: cst.FunctionDef, drops_first: bool) -> None:
-    """The signature, no rebinding of ``net`` and no returned value."""
+    """The signature, no rebinding of ``net`` and no returned value, all reported at once.
+
+    A starter-kit method often breaks several rules together (a ``phase`` parameter,
+    ``net = deepcopy(net)``, ``return net``): one report with a line per construct
+    saves a build-fix-rebuild round per rule.
+    """
+    problems = _signature_problems(module, node, drops_first)
+    positional = list(node.params.posonly_params) + list(node.params.params)
+    if drops_first:
+        positional = positional[1:]
+    if positional:
+        problems += _rebinding_problems(module, node, positional[0])
+    for statement in _own_statements(node, cst.Return):
+        if statement.value is not None:
+            problems.append(
+                f"{module.where(statement)}: run() returns a value, which the notebook would "
+                "discard: modify `net` in place and return None."
+            )
+    if problems:
+        raise BuildError("\n".join(problems))
+
+
+def _signature_problems(module: ParsedModule, node: cst.FunctionDef, drops_first: bool) -> list[str]:
     params = node.params
     positional = list(params.posonly_params) + list(params.params)
     if drops_first:
@@ -29,28 +51,25 @@ def check_run(module: ParsedModule, node: cst.FunctionDef, drops_first: bool) ->
     extras += [p.name.value for p in params.kwonly_params]
     if params.star_kwarg is not None:
         extras.append("**" + params.star_kwarg.name.value)
-    if len(positional) != 4 or extras:
-        got = ", ".join([p.name.value for p in positional] + extras)
-        raise BuildError(
-            f"{module.where(node)}: run() must take exactly (self, {', '.join(RUN_PARAMETERS)}), "
-            f"got ({got}). The competition calls unlearning() with these four arguments only; "
-            "move other options to __init__ as hyperparameters."
-        )
-    net_param = positional[0]
+    if len(positional) == 4 and not extras:
+        return []
+    got = ", ".join([p.name.value for p in positional] + extras)
+    return [
+        f"{module.where(node)}: run() must take exactly (self, {', '.join(RUN_PARAMETERS)}), "
+        f"got ({got}). The competition calls unlearning() with these four arguments only; "
+        "move other options to __init__ as hyperparameters."
+    ]
+
+
+def _rebinding_problems(module: ParsedModule, node: cst.FunctionDef, net_param: cst.Param) -> list[str]:
     scope = module.scopes[node.body]
-    for assignment in scope.assignments[net_param.name.value]:
-        if assignment.node is not net_param:
-            raise BuildError(
-                f"{module.where(assignment.node)}: run() rebinds `{net_param.name.value}`: the "
-                "notebook saves the model object it passed in, so change it in place "
-                "(load_state_dict, in-place parameter updates) instead of assigning a new model."
-            )
-    for statement in _own_statements(node, cst.Return):
-        if statement.value is not None:
-            raise BuildError(
-                f"{module.where(statement)}: run() returns a value, which the notebook would "
-                "discard: modify `net` in place and return None."
-            )
+    return [
+        f"{module.where(assignment.node)}: run() rebinds `{net_param.name.value}`: the "
+        "notebook saves the model object it passed in, so change it in place "
+        "(load_state_dict, in-place parameter updates) instead of assigning a new model."
+        for assignment in scope.assignments[net_param.name.value]
+        if assignment.node is not net_param
+    ]
 
 
 def check_no_global(module: ParsedModule, node: cst.CSTNode) -> None:

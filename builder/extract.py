@@ -26,6 +26,7 @@ from builder.errors import BuildError
 from builder.hyperparameters import instantiate, render_value
 from builder.module_index import ImportBinding, ModuleIndex, ParsedModule, module_file
 from builder.naming import NameAllocator
+from methods.base import NAME
 
 UNLEARNING = "unlearning"
 
@@ -64,6 +65,7 @@ class _State:
     target: MethodTarget
     instance: object
     replacements: dict[int, tuple] = field(default_factory=dict)  # id(node) -> key
+    literals: dict[int, str] = field(default_factory=dict)  # id(self.name node) -> string literal
     binding_names: dict[int, tuple] = field(default_factory=dict)  # id(def name node) -> key
     functions: dict[tuple, FlatFunction] = field(default_factory=dict)
     definitions: dict[tuple, list] = field(default_factory=dict)  # DefKey -> [(module, stmt)]
@@ -89,10 +91,20 @@ def extract_unlearning(
     index = ModuleIndex((REPO_ROOT, target.path.parent))
     state = _State(index=index, target=target, instance=instance)
     run_fn = _flat_function(state, "run")
-    checks.check_run(run_fn.module, run_fn.node, run_fn.drops_first_param)
+    problems = _problems_of(checks.check_run, run_fn.module, run_fn.node, run_fn.drops_first_param)
     while state.queue:
-        _analyse(state, state.queue.pop(0))
+        problems += _analyse(state, state.queue.pop(0))
+    if problems:  # every refusal at once, one line per construct
+        raise BuildError("\n".join(dict.fromkeys(problems)))
     return _assemble(state, run_fn, reserved or {})
+
+
+def _problems_of(step, *args) -> list[str]:
+    try:
+        step(*args)
+    except BuildError as error:
+        return str(error).split("\n")
+    return []
 
 
 # --- discovery of class methods -------------------------------------------------
@@ -164,31 +176,37 @@ def _note_module(state: _State, module_name: str) -> None:
 # --- analysis -------------------------------------------------------------------
 
 
-def _analyse(state: _State, item) -> None:
+def _analyse(state: _State, item) -> list[str]:
+    """What ``item`` reaches, queued for analysis; the refusals it holds, one per construct."""
     if isinstance(item, FlatFunction):
         module, node = item.module, item.node
         self_param = node.params.params[0] if item.drops_first_param else None
     else:
         module, node = item
         self_param = None
-    checks.check_no_global(module, node)
-    _check_local_imports(state, module, node)
+    problems = _problems_of(checks.check_no_global, module, node)
+    problems += _problems_of(_check_local_imports, state, module, node)
     for name_node in _names_in(node):
-        access = module.accesses.get(id(name_node))
-        if access is None:
-            continue
-        if self_param is not None and any(getattr(r, "node", None) is self_param for r in access.referents):
-            _self_access(state, module, name_node)
-        elif module.is_global_reference(access):
-            if module.is_builtin_reference(access):
-                if self_param is not None and name_node.value == "super":
-                    raise BuildError(
-                        f"{module.where(name_node)}: super() is not supported in run() or the "
-                        "methods it calls (only in __init__): the notebook has no class. Call the "
-                        "helper directly or move the shared code into a module-level function."
-                    )
-                continue
-            _global_access(state, module, name_node)
+        problems += _problems_of(_analyse_name, state, module, name_node, self_param)
+    return problems
+
+
+def _analyse_name(state: _State, module: ParsedModule, name_node: cst.Name, self_param) -> None:
+    access = module.accesses.get(id(name_node))
+    if access is None:
+        return
+    if self_param is not None and any(getattr(r, "node", None) is self_param for r in access.referents):
+        _self_access(state, module, name_node)
+    elif module.is_global_reference(access):
+        if module.is_builtin_reference(access):
+            if self_param is not None and name_node.value == "super":
+                raise BuildError(
+                    f"{module.where(name_node)}: super() is not supported in run() or the "
+                    "methods it calls (only in __init__): the notebook has no class. Call the "
+                    "helper directly or move the shared code into a module-level function."
+                )
+            return
+        _global_access(state, module, name_node)
 
 
 def _names_in(node: cst.CSTNode) -> list[cst.Name]:
@@ -212,6 +230,9 @@ def _self_access(state: _State, module: ParsedModule, name_node: cst.Name) -> No
                 "the notebook turns self.<name> into constants. Keep state in local variables "
                 "(or a module-level dict) and set hyperparameters only in __init__."
             )
+        if attr == NAME:  # identity, not a hyperparameter: written in place as a string
+            state.literals[id(parent)] = repr(state.instance.get_name())
+            return
         state.replacements[id(parent)] = _self_attribute_key(state, module, parent, attr)
         return
     if isinstance(parent, cst.Arg):
@@ -234,7 +255,7 @@ def _self_access(state: _State, module: ParsedModule, name_node: cst.Name) -> No
 
 def _self_attribute_key(state: _State, module: ParsedModule, node: cst.Attribute, attr: str):
     found = _lookup(state.target.cls, attr)
-    instance_vars = vars(state.instance)
+    instance_vars = {k: v for k, v in vars(state.instance).items() if k != NAME}
     if attr in instance_vars:
         return _hyper(state, module, node, attr, instance_vars[attr])
     if found is not None:
@@ -409,14 +430,18 @@ def _check_local_imports(state: _State, module: ParsedModule, node: cst.CSTNode)
 
 
 class _Rewriter(cst.CSTTransformer):
-    def __init__(self, names: Mapping[int, str]) -> None:
+    def __init__(self, names: Mapping[int, str], literals: Mapping[int, str]) -> None:
         self.names = names
+        self.literals = literals
 
     def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
         new = self.names.get(id(original))
         return updated.with_changes(value=new) if new is not None else updated
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute):
+        literal = self.literals.get(id(original))
+        if literal is not None:
+            return cst.SimpleString(literal)
         new = self.names.get(id(original))
         return cst.Name(new) if new is not None else updated
 
@@ -449,7 +474,7 @@ def _assemble(state: _State, run_fn: FlatFunction, reserved: Mapping[str, tuple 
 
     names_by_node = {nid: allocator.name_of(key) for nid, key in state.replacements.items()}
     names_by_node.update({nid: allocator.name_of(k) for nid, k in state.binding_names.items()})
-    rewriter = _Rewriter(names_by_node)
+    rewriter = _Rewriter(names_by_node, state.literals)
 
     parts: list[str] = []
     futures = sorted({f for m in modules for f in m.future_imports})

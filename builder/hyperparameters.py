@@ -17,7 +17,7 @@ _LITERAL_TYPES = (bool, int, float, complex, str, bytes, type(None))
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, object]:
-    """``["lr=0.01", "name=abc"]`` -> ``{"lr": 0.01, "name": "abc"}`` (bare words stay strings)."""
+    """``["lr=0.01", "mode=abc"]`` -> ``{"lr": 0.01, "mode": "abc"}`` (bare words stay strings)."""
     overrides: dict[str, object] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -33,15 +33,22 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
 
 def instantiate(cls: type, overrides: Mapping[str, object]) -> object:
     """An instance with ``overrides`` passed to ``__init__`` (or set, for plain attributes)."""
+    from methods.base import NAME, new_method
+
+    if NAME in overrides:
+        raise BuildError(
+            f"--set {NAME}: `{NAME}` is {cls.__name__}'s identity (the name it is registered and "
+            "built under), not a hyperparameter; change the class attribute `name` instead."
+        )
     signature = inspect.signature(cls.__init__)
     accepted = {
         name
         for name, p in signature.parameters.items()
-        if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        if name not in ("self", NAME) and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
     init_args = {k: v for k, v in overrides.items() if k in accepted}
     try:
-        instance = cls(**init_args)
+        instance = new_method(cls, **init_args)
     except Exception as exc:
         raise BuildError(
             f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in init_args.items())}) failed with "
@@ -52,7 +59,7 @@ def instantiate(cls: type, overrides: Mapping[str, object]) -> object:
         if name in init_args:
             continue
         if name not in vars(instance):
-            known = ", ".join(sorted(accepted | set(vars(instance)))) or "none"
+            known = ", ".join(sorted(accepted | set(vars(instance)) - {NAME})) or "none"
             raise BuildError(
                 f"--set {name}: {cls.__name__} has no hyperparameter {name!r} (known: {known})"
             )

@@ -41,7 +41,8 @@ DRIVER_NAMES: dict[str, tuple | None] = {
             "DATA_DIR WORK_DIR N_CHECKPOINTS BATCH_SIZE REQUIRE_GPU ASSETS_DIR DEVICE load_split "
             "CompetitionDataset make_loaders retain_loader forget_loader validation_loader "
             "original_path call_seconds checkpoint_index net started state checkpoints archive "
-            "name mean_seconds handle png pixels"
+            "name mean_seconds handle png pixels parse_field image_path decode_png save_atomically "
+            "write_zip checkpoint_path checkpoint_paths temporary"
         ).split()
     },
 }
@@ -93,7 +94,11 @@ def render_notebook(extracted: Extracted, parameters: NotebookParameters | None 
     notebook["metadata"] = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
-        "unlearnkit": {"method": extracted.method_name, "class": extracted.class_name},
+        "unlearnkit": {
+            "method": extracted.method_name,
+            "class": extracted.class_name,
+            "source": context["source_file"],
+        },
     }
     nbformat.validate(notebook)
     return notebook

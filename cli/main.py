@@ -110,6 +110,15 @@ def _dryrun_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-checkpoints", type=int, default=2)
     p.add_argument("--data-dir", type=Path, default=None, help="an existing competition-layout folder to use instead of the mock")
     p.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    p.add_argument(
+        "--project-sizes", default=None, metavar="RETAIN,FORGET,VALIDATION",
+        help="data sizes to scale the Kaggle time projection to (the competition's when known; "
+        "default: the mock's own sizes)",
+    )
+    p.add_argument(
+        "--efficiency", type=float, default=None,
+        help="fraction of the GPUs' peak FP32 throughput assumed by the projection (default 0.3)",
+    )
 
 
 def _owner_args(p: argparse.ArgumentParser) -> None:
@@ -132,10 +141,11 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from methods import all_method_handlers
+    from methods.base import new_method
 
     for name, cls in all_method_handlers().items():
         try:
-            params = cls().hyperparameters()
+            params = new_method(cls).hyperparameters()
         except Exception as exc:  # a broken __init__ should not hide the other methods
             params = {"<error>": f"{type(exc).__name__}: {exc}"}
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "no hyperparameters"
@@ -244,7 +254,9 @@ def cmd_mock(args: argparse.Namespace) -> int:
 
 def _dry_run(args: argparse.Namespace, built) -> None:
     from local_eval.replica.dryrun import dry_run
+    from local_eval.replica.kaggle_projection import parse_sizes
 
+    sizes = parse_sizes(args.project_sizes)
     assets_dir = _local_assets(built)
     data_dir = args.data_dir if args.data_dir is not None else _mock_dir(args)
     dry_run(
@@ -253,6 +265,8 @@ def _dry_run(args: argparse.Namespace, built) -> None:
         n_checkpoints=args.n_checkpoints,
         assets_dir=assets_dir,
         timeout=args.timeout,
+        project_sizes=sizes,
+        **({"efficiency": args.efficiency} if args.efficiency is not None else {}),
     )
 
 

@@ -3,17 +3,48 @@
 A method is a class so that researchers can keep hyperparameters on ``self`` and
 split the work into helper methods; the builder later flattens the class into the
 plain ``unlearning()`` function the competition notebook calls.
+
+The competition's starter kit builds methods as ``all_method_handlers()[name](name)``:
+its ``BaseMethod`` takes the method's name in the constructor and answers it with
+``get_name()``. Both forms work here, so starter-kit files need no rewriting.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import ClassVar
 
 import torch.nn as nn
 
+NAME = "name"  # the identity attribute: never a hyperparameter
 
-class BaseMethod:
-    """Subclass this, set ``name`` and implement ``run``.
+
+class _AcceptsStarterKitName(type):
+    """Lets ``Method(name)`` work for every method, as the starter kit's ``main.py`` calls it.
+
+    A class whose ``__init__`` takes ``name`` gets it as written. For one whose
+    ``__init__`` takes only hyperparameters, a leading string argument (or a ``name``
+    keyword) is the name: it is set on the instance instead of reaching ``__init__``,
+    so ``Finetune("finetune")`` never means ``epochs="finetune"``. Hyperparameters are
+    passed by keyword everywhere in the project.
+    """
+
+    def __call__(cls, *args, **kwargs):
+        if takes_name(cls):
+            return super().__call__(*args, **kwargs)
+        name = None
+        if args and isinstance(args[0], str):
+            name, args = args[0], args[1:]
+        elif NAME in kwargs:
+            name = kwargs.pop(NAME)
+        instance = super().__call__(*args, **kwargs)
+        if name is not None:
+            instance.name = name
+        return instance
+
+
+class BaseMethod(metaclass=_AcceptsStarterKitName):
+    """Subclass this, set ``name`` (a class attribute, or ``__init__``'s ``name``) and implement ``run``.
 
     ``run`` must modify ``net`` in place and leave it in eval mode: the notebook
     saves ``net.state_dict()`` after the call, so a rebound or returned model would
@@ -29,9 +60,50 @@ class BaseMethod:
     name: ClassVar[str] = ""
     assets: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        """A class without a ``name`` takes the default of its ``__init__``'s ``name``, else its own name."""
+        super().__init_subclass__(**kwargs)
+        if not cls.name:
+            default = _name_parameter_default(cls)
+            cls.name = default if isinstance(default, str) and default else cls.__name__.lower()
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+
+    def get_name(self) -> str:
+        return self.name
+
     def run(self, net: nn.Module, retain_loader, forget_loader, val_loader) -> None:
         raise NotImplementedError(f"{type(self).__name__}.run() is not implemented")
 
     def hyperparameters(self) -> dict[str, object]:
-        """The instance attributes set in ``__init__``: what ``--set`` can change."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        """The instance attributes set in ``__init__``: what ``--set`` can change (never ``name``)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != NAME}
+
+
+def takes_name(cls: type) -> bool:
+    """Whether ``cls.__init__`` has a ``name`` parameter, as starter-kit methods do."""
+    try:
+        parameters = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return False
+    parameter = parameters.get(NAME)
+    return parameter is not None and parameter.kind in (
+        parameter.POSITIONAL_OR_KEYWORD,
+        parameter.KEYWORD_ONLY,
+    )
+
+
+def new_method(cls: type[BaseMethod], **hyperparameters) -> BaseMethod:
+    """An instance of ``cls`` with ``hyperparameters``, its name passed the starter kit's way when it takes one."""
+    if takes_name(cls):
+        return cls(**{NAME: cls.name}, **hyperparameters)
+    return cls(**hyperparameters)
+
+
+def _name_parameter_default(cls: type) -> object:
+    if not takes_name(cls):
+        return None
+    default = inspect.signature(cls.__init__).parameters[NAME].default
+    return None if default is inspect.Parameter.empty else default

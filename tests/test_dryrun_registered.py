@@ -41,3 +41,16 @@ def test_registered_method_notebook_passes_the_dry_run(name, small_mock, tmp_pat
     assert record["ok"] is True and record["n_checkpoints"] == 1
     assert record["seconds_per_call"] > 0
     assert result is not None
+
+
+STARTER_KIT_CORPUS = ("starter_kit_finetune", "name_with_default", "only_name")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", STARTER_KIT_CORPUS)
+def test_starter_kit_style_method_file_passes_the_dry_run(stem, small_mock, tmp_path):
+    from pathlib import Path
+
+    path = Path(__file__).parent / "method_corpus" / f"{stem}.py"
+    built = build_notebook(str(path), parameters=NotebookParameters(), out_root=tmp_path)
+    assert dry_run(built.path, data_dir=small_mock, n_checkpoints=2).ok

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils.data import DataLoader, Dataset
 
-from local_eval.models import build_model
+from local_eval.scoring.models import build_model
 from methods.amnesiacs import Amnesiacs
 from methods.fanchuan import Fanchuan
 from methods.kookmin import Kookmin

@@ -26,7 +26,9 @@ from nbformat import NotebookNode
 
 from local_eval.cache import atomic_write_json, atomic_write_text
 from local_eval.errors import EvalError
+from local_eval.replica import kaggle_projection, state_leak
 from local_eval.replica.html_export import export_html
+from local_eval.replica.instrument import instrumented_copy, marker_payload
 from local_eval.replica.kernel import check_kernel_exists, ensure_kernel
 from local_eval.replica.notebook_failure import describe_failure
 
@@ -98,6 +100,8 @@ def dry_run(
     out_dir: Path | None = None,
     timeout: int | None = None,
     kernel_name: str | None = None,
+    project_sizes: dict[str, int] | None = None,
+    efficiency: float = kaggle_projection.DEFAULT_EFFICIENCY,
 ) -> DryRunResult:
     """Execute ``notebook_path`` with papermill on ``data_dir`` and check its ``submission.zip``.
 
@@ -106,6 +110,10 @@ def dry_run(
     raises ``DryRunFailed`` with a one-paragraph report on any failure (also stored as
     ``dryrun.json``'s ``error``). ``timeout`` bounds each cell in seconds (default: none);
     a cell that outlives it is interrupted, so the report shows where it hung.
+
+    After the driver, the executed copy also compares the reused network with a fresh
+    one (state left by ``unlearning()`` fails the run) and counts one more call's FLOPs
+    to project 512 calls on Kaggle's GPUs, scaled to ``project_sizes`` when given.
     """
     notebook_path, data_dir = Path(notebook_path), Path(data_dir)
     notebook, empty_input = _check_inputs(notebook_path, data_dir, n_checkpoints, assets_dir)
@@ -140,8 +148,10 @@ def dry_run(
         run_dir.mkdir()
         work_dir.mkdir()
         raw_output = Path(tmp) / f"{method}.executed.ipynb"
+        root = str(Path(__file__).resolve().parents[2])
+        checks = [state_leak.check_cell_source(root), kaggle_projection.flop_cell_source(root)]
         error = _execute(
-            notebook_path,
+            instrumented_copy(notebook_path, run_dir.parent, checks),
             raw_output,
             {**parameters, "WORK_DIR": str(work_dir)},
             kernel=kernel,
@@ -175,11 +185,28 @@ def dry_run(
             + f" The executed notebook is at {executed_path}."
         )
         _fail(message, record, report_path, executed_path)
+    leaks = state_leak.leaks_from_records(marker_payload(executed, state_leak.MARKER) or [])
+    if leaks:
+        message = (
+            f"Dry-run of {notebook_path}: unlearning() leaves state on the network it is given, and the "
+            "competition's notebook reuses that network for its next call:\n"
+            + state_leak.leak_report(leaks, _method_file(notebook, notebook_path))
+        )
+        _fail(message, record, report_path, executed_path)
+    flops = kaggle_projection.flops_from_record(marker_payload(executed, kaggle_projection.MARKER))
+    if flops is not None:
+        record["kaggle_projection"] = {
+            "flops_by_split": flops.by_split, "run_sizes": flops.sizes, "project_sizes": project_sizes,
+            "efficiency": efficiency,
+            "seconds_per_call": {p.gpu: p.seconds_per_call for p in kaggle_projection.project(flops, project_sizes, efficiency)},
+        }
     if html is None:
         html = export_html(executed, html_path)  # the notebook ran fine: its HTML must exist
     record.update(ok=True, finished_at=_now())
     atomic_write_json(report_path, record)
     _print_summary(notebook_path, n_checkpoints, empty_input, timing)
+    if flops is not None:
+        print(kaggle_projection.summary(flops, project_sizes, efficiency, format_duration))
     return DryRunResult(
         ok=True,
         notebook=notebook_path,
@@ -505,6 +532,11 @@ def _print_summary(
         print("No UNLEARNKIT_TIMING line in the notebook's output: timing unknown.")
     else:
         print(timing.summary())
+
+
+def _method_file(notebook: NotebookNode, notebook_path: Path) -> str:
+    """The method's source file as the notebook records it, else the notebook itself."""
+    return notebook.metadata.get("unlearnkit", {}).get("source") or str(notebook_path)
 
 
 def _now() -> str:

@@ -32,7 +32,7 @@ from local_eval.devices import device_name, synchronize
 from local_eval.errors import EvalError
 from local_eval.scoring.presets import Preset, preset_options
 from local_eval.scoring.references import EvalData
-from methods.base import BaseMethod
+from methods.base import BaseMethod, new_method
 from methods.common import ASSETS_ENV, SCENARIO_ENV
 
 
@@ -71,7 +71,7 @@ def resolve_hyperparameters(
 ) -> dict[str, Any]:
     """The method's defaults with ``values`` applied; strings are converted to the default's type."""
     try:
-        defaults = method_cls().hyperparameters()
+        defaults = new_method(method_cls).hyperparameters()
     except Exception as exc:
         raise EvalError(
             f"{method_location(method_cls)}: {method_cls.__name__}() failed with default arguments "
@@ -137,7 +137,7 @@ def call_method(
     changing ``net`` is refused with ``keep_net_because`` as the reason. During
     the call ``methods.common.scenario_context()`` returns ``offered``.
     """
-    method = method_cls(**params)
+    method = new_method(method_cls, **params)
     started = time.perf_counter()
     try:
         with _environment(SCENARIO_ENV, None if offered is None else json.dumps(offered)):
