@@ -118,7 +118,9 @@ def _accs(n):
 
 def test_accuracies_must_match_the_models():
     unlearned, retrained = synthetic_pair(np.random.default_rng(0))
-    short = ModelSide(unlearned.confidences, unlearned.retain_accuracy[:-1], unlearned.test_accuracy)
+    short = ModelSide(
+        unlearned.confidences, unlearned.retain_accuracy[:-1], unlearned.test_accuracy
+    )
     with pytest.raises(EvalError, match="16 models but 15 values of retain_accuracy"):
         bootstrap_score(short, retrained)
 

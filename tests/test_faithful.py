@@ -53,7 +53,10 @@ def test_faithful_presets_use_the_organisers_recipe():
             assert (recipe.schedule, recipe.epochs, recipe.batch_size) == ("cosine_epoch", 30, 64)
             assert (recipe.class_weights, recipe.augment) == ("inverse_count", False)
             assert recipe.checkpoint == "best_val"
-        assert (preset.original_recipe.checkpoint_start, preset.retrain_recipe.checkpoint_start) == (
+        assert (
+            preset.original_recipe.checkpoint_start,
+            preset.retrain_recipe.checkpoint_start,
+        ) == (
             0,
             20,
         )

@@ -130,9 +130,7 @@ def bootstrap_score(
     draws = _draws(unlearned, retrained, num_resamples, seed, resample)
     estimate_f, estimate_s = _point(unlearned, retrained, device)
     f, s = _resampled(unlearned, retrained, draws, device)
-    return ScoreIntervals(
-        _interval(estimate_f, f, level), _interval(estimate_s, s, level)
-    )
+    return ScoreIntervals(_interval(estimate_f, f, level), _interval(estimate_s, s, level))
 
 
 def bootstrap_difference(
@@ -166,9 +164,7 @@ def bootstrap_difference(
     fb, sb = _point(method_b, retrained, device)
     ra, rsa = _resampled(method_a, retrained, draws, device)
     rb, rsb = _resampled(method_b, retrained, draws, device)
-    return ScoreIntervals(
-        _interval(fa - fb, ra - rb, level), _interval(sa - sb, rsa - rsb, level)
-    )
+    return ScoreIntervals(_interval(fa - fb, ra - rb, level), _interval(sa - sb, rsa - rsb, level))
 
 
 def tied_with_leader(intervals: Mapping[str, Interval]) -> dict[str, bool]:
@@ -258,9 +254,7 @@ def _stack(confs: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(picked.transpose(1, 0, 2).reshape(confs.shape[0], -1))
 
 
-def _utility(
-    ra_u: np.ndarray, ta_u: np.ndarray, ra_r: np.ndarray, ta_r: np.ndarray
-) -> np.ndarray:
+def _utility(ra_u: np.ndarray, ta_u: np.ndarray, ra_r: np.ndarray, ta_r: np.ndarray) -> np.ndarray:
     """The score's accuracy factor per resample (rows): mean ratios, as ``metric.final_score``."""
     ra_ref, ta_ref = ra_r.mean(axis=1), ta_r.mean(axis=1)
     if not (ra_ref > 0).all() or not (ta_ref > 0).all():
