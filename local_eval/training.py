@@ -15,6 +15,15 @@ with weight decay 5e-3, ``CosineAnnealingLR(T_max=epochs)`` stepped once per
 epoch, cross-entropy weighted by 1/count of each class in the training set, no
 augmentation, 30 epochs, and the checkpoint with the best validation accuracy
 (from epoch 20 on for retrained models).
+
+Two details of their checkpoint code differ from the rule kept here, which
+follows its evident intent: their running best starts at epoch 0 even for the
+retrained models, so an epoch from 20 on is saved only if it beats every earlier
+epoch (and none may be); and ``train_or_reload_model`` returns the in-memory
+model of the last epoch on the run that trains it, the saved checkpoint being
+used only when a later run reloads it. Here ``best_val`` keeps the first epoch,
+from ``checkpoint_start`` on, with the highest validation accuracy among those
+epochs, and the model returned is that checkpoint.
 """
 
 from __future__ import annotations
