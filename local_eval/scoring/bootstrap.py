@@ -6,7 +6,14 @@ move with another draw of any of them. Each bootstrap resample draws, with
 replacement, the forget examples (the same columns on both sides, since the
 metric pairs them), the unlearned models and the retrained models (each model's
 forget confidences together with its retain and test accuracy), and rescores.
-Intervals are percentile intervals of the resampled scores.
+Intervals are percentile intervals of the resampled scores. Resampled models
+repeat, and repeated confidences are easier to tell apart, so resampled F tends
+to sit below F on the data and the interval below the estimate; on synthetic
+confidences (tests/test_bootstrap.py's generator, N = 16 and 32, 10 forget
+examples, 100 replicates, a 10x coarser threshold grid) the plain percentile
+interval covered the true E[F] in 91 % of replicates at nominal 90 %, while
+re-centring it on the estimate covered 84 % and the basic bootstrap 53-65 %, so
+the plain percentiles are kept. With N = 8 it over-covers (wider than needed).
 
 The work is vectorised through the metric itself: the metric treats every forget
 example on its own, so the epsilons of all B model resamples are one call on
