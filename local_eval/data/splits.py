@@ -156,3 +156,84 @@ def _check_person_sizes(images_per_person: tuple[int, int]) -> tuple[int, int]:
             f"images_per_person must be (min, max) with 1 <= min <= max, got {images_per_person}."
         )
     return low, high
+
+
+# The organisers' set-up (google-deepmind/unlearning_evaluation, surf.py): the pooled
+# examples are shuffled with a fixed seed and cut at int(0.8 n) and int(0.9 n) into
+# train / validation / test; the forget set is every training image of 15 persons
+# (LeavePGroupsOut(n_groups=15)), about 2 % of train.
+ORGANISERS_FRACTIONS = (0.8, 0.1, 0.1)
+ORGANISERS_FORGET_PERSONS = 15
+
+
+@dataclass(frozen=True, eq=False)
+class PooledPartition:
+    """Positions in the pooled data of the training, validation and test images (sorted)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def pooled_partition(
+    num_images: int, seed: int, fractions: tuple[float, float, float] = ORGANISERS_FRACTIONS
+) -> PooledPartition:
+    """A seeded shuffle of all pooled images cut into train / validation / test.
+
+    The cuts fall where the organisers' do, at ``int(f_train * n)`` and
+    ``int((f_train + f_val) * n)``, so 70,000 images give 56,000 / 7,000 / 7,000.
+    The cut is per image, as theirs was: nothing keeps a class or person together.
+    """
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
+        raise EvalError(
+            f"fractions={fractions} must be three positive shares of train, validation and "
+            "test that sum to 1 (the organisers used (0.8, 0.1, 0.1))."
+        )
+    first, second = int(fractions[0] * num_images), int((fractions[0] + fractions[1]) * num_images)
+    if first < 2 or second - first < 1 or num_images - second < 1:
+        raise EvalError(
+            f"{num_images} pooled images are too few for a {fractions} split: every part "
+            "needs images (and training at least 2)."
+        )
+    order = np.random.default_rng([seed, 0x80_10_10]).permutation(num_images)
+    return PooledPartition(
+        np.sort(order[:first]), np.sort(order[first:second]), np.sort(order[second:])
+    )
+
+
+def make_person_count_split(
+    labels: np.ndarray | torch.Tensor,
+    seed: int,
+    forget_persons: int = ORGANISERS_FORGET_PERSONS,
+    forget_fraction: float = PERSONS_FORGET_FRACTION,
+) -> CompetitionSplit:
+    """Forget every image of ``forget_persons`` persons, sized to make about ``forget_fraction``.
+
+    The organisers forget a fixed number of persons; Fashion-MNIST has no persons,
+    so synthetic ones (see ``assign_persons``) are drawn with sizes uniform in
+    [m/2, 3m/2], m = forget_fraction x images / forget_persons, so that 15 of them
+    make about 2 % of train, as in the competition. The forget set's size varies
+    with the persons drawn (a sum of 15 sizes: roughly +-8 % around the target).
+    """
+    labels = _as_labels(labels)
+    if forget_persons < 1:
+        raise EvalError(f"forget_persons={forget_persons} must be at least 1 (the organisers use 15).")
+    if not 0.0 < forget_fraction < 1.0:
+        raise EvalError(
+            f"forget_fraction must be strictly between 0 and 1, got {forget_fraction}: "
+            "the competition uses 0.02."
+        )
+    mean_size = forget_fraction * len(labels) / forget_persons
+    sizes = (max(1, round(mean_size / 2)), max(1, round(1.5 * mean_size)))
+    person_ids = assign_persons(labels, seed, sizes)
+    persons = np.unique(person_ids)
+    if forget_persons >= len(persons):
+        raise EvalError(
+            f"{len(labels)} training images form only {len(persons)} persons, so "
+            f"forget_persons={forget_persons} would forget all of them: use more images."
+        )
+    rng = np.random.default_rng([seed, 0x5E1, forget_persons])
+    chosen = rng.choice(persons, size=forget_persons, replace=False)
+    forget = np.flatnonzero(np.isin(person_ids, chosen))
+    retain = np.setdiff1d(np.arange(len(labels)), forget, assume_unique=True)
+    return CompetitionSplit(retain.astype(np.int64), forget.astype(np.int64), person_ids)

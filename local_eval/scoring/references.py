@@ -17,17 +17,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
-from local_eval.data.datasets import ImageDataset, load_dataset
-from local_eval.data.splits import CompetitionSplit, make_split
+from local_eval.data.datasets import ImageDataset, load_dataset, load_pooled_dataset, subset_dataset
 from local_eval.devices import default_device, synchronize
 from local_eval.scoring.metric import logit_scaled_confidence
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import Preset, model_options
+from local_eval.data.splits import (
+    CompetitionSplit,
+    make_person_count_split,
+    make_split,
+    pooled_partition,
+)
 from local_eval.scoring.training import evaluate_accuracy, predict_logits, train_model
 
 # Bump when the stored metrics change meaning, so old caches are not mixed in.
@@ -102,6 +108,34 @@ class References:
 
 def load_eval_data(preset: Preset) -> EvalData:
     """The train subset, its retain/forget split and the validation/test examples."""
+    if preset.layout == "pooled":
+        train, heldout, val, test = _pooled_roles(preset)
+    else:
+        train, heldout, val, test = _heldout_roles(preset)
+    if preset.forget_persons is not None:
+        split = make_person_count_split(
+            train.labels, preset.seed, preset.forget_persons, preset.forget_fraction
+        )
+    else:
+        split = make_split(
+            train.labels,
+            seed=preset.seed,
+            forget_fraction=preset.forget_fraction,
+            mode=preset.forget_mode,
+        )
+    return EvalData(
+        train=train,
+        split=split,
+        retain=torch.as_tensor(split.retain, dtype=torch.int64),
+        forget=torch.as_tensor(split.forget, dtype=torch.int64),
+        heldout=heldout,
+        val=val,
+        test=test,
+    )
+
+
+def _heldout_roles(preset: Preset) -> tuple[ImageDataset, ImageDataset, torch.Tensor, torch.Tensor]:
+    """Train from the training file; validation and test from the test file."""
     train = load_dataset(
         preset.dataset,
         split="train",
@@ -116,25 +150,23 @@ def load_eval_data(preset: Preset) -> EvalData:
         seed=preset.seed,
         size=preset.val_size + preset.test_size,
     )
-    split = make_split(
-        train.labels,
-        seed=preset.seed,
-        forget_fraction=preset.forget_fraction,
-        mode=preset.forget_mode,
-    )
     order = torch.randperm(
         len(heldout.labels), generator=torch.Generator().manual_seed(preset.seed)
     )
     val_size = min(preset.val_size, len(order) // 2)
-    return EvalData(
-        train=train,
-        split=split,
-        retain=torch.as_tensor(split.retain, dtype=torch.int64),
-        forget=torch.as_tensor(split.forget, dtype=torch.int64),
-        heldout=heldout,
-        val=order[:val_size].sort().values,
-        test=order[val_size:].sort().values,
+    return train, heldout, order[:val_size].sort().values, order[val_size:].sort().values
+
+
+def _pooled_roles(preset: Preset) -> tuple[ImageDataset, ImageDataset, torch.Tensor, torch.Tensor]:
+    """The organisers' layout: both files pooled and cut 80/10/10 (validation and test held out)."""
+    pool = load_pooled_dataset(
+        preset.dataset, data_root=preset.data_root, seed=preset.seed, size=preset.train_size
     )
+    part = pooled_partition(len(pool), preset.seed)
+    heldout = subset_dataset(pool, np.concatenate([part.val, part.test]))
+    val = torch.arange(len(part.val))
+    test = torch.arange(len(part.val), len(part.val) + len(part.test))
+    return subset_dataset(pool, part.train), heldout, val, test
 
 
 def references_key(preset: Preset) -> str:
@@ -274,6 +306,10 @@ def build_reference_model(
             seed=seed,
             device=device,
             progress=progress,
+            validation=(data.heldout.images, data.heldout.labels, data.val),
+            # The organisers weight classes by their counts in the whole training set
+            # (retain + forget) for the original and the retrained models alike.
+            weight_indices=torch.arange(len(data.train)),
         )
         synchronize(device)
         train_seconds = time.perf_counter() - started
