@@ -100,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-at", type=int, default=None, help="runs in the first stage (0: no pruning; default N/4)")
     p.add_argument("--no-report", dest="report", action="store_false", help="only run trials (an extra worker)")
     p.add_argument("--fresh", action="store_true", help="delete this method's study first")
+    p.add_argument("--results-dir", default=None, help="where results/<preset>/tune/ goes (default: results/)")
+    p.add_argument("--docs-dir", default=None, help="where the report goes (default: docs/tuning/)")
     p.set_defaults(func=cmd_tune)
     return parser
 
@@ -389,6 +391,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
             prune_at=args.prune_at,
             report=args.report,
             fresh=args.fresh,
+            results_dir=args.results_dir,
+            docs_dir=args.docs_dir,
         )
     )
     return 0

@@ -15,21 +15,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import optuna
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from optuna.trial import FrozenTrial, TrialState
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
-
-from local_eval.cache import atomic_write_bytes, atomic_write_text, repo_root  # noqa: E402
-from local_eval.errors import EvalError  # noqa: E402
-from local_eval.tuning.importance import param_importances  # noqa: E402
-from local_eval.tuning.scorer import ScoreTrial  # noqa: E402
-from local_eval.tuning.space import describe, set_line  # noqa: E402
-from local_eval.tuning.study import HELDOUT_SPLIT, TUNING_SPLIT  # noqa: E402
-from methods.base import BaseMethod  # noqa: E402
-from methods.search_space import Dimension  # noqa: E402
+from local_eval.cache import atomic_write_bytes, atomic_write_text, repo_root
+from local_eval.errors import EvalError
+from local_eval.tuning.importance import param_importances
+from local_eval.tuning.scorer import ScoreTrial
+from local_eval.tuning.space import describe, set_line
+from local_eval.tuning.study import HELDOUT_SPLIT, TUNING_SPLIT
+from methods.base import BaseMethod
+from methods.search_space import Dimension
 
 
 def cached_score(
@@ -307,11 +305,12 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def plot_history(study: optuna.Study, summary: dict[str, Any]):
+def plot_history(study: optuna.Study, summary: dict[str, Any]) -> Figure:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.scatter([t.number for t in complete], [t.value for t in complete], label="complete (all runs)")
     if pruned:
         ax.scatter(
@@ -326,7 +325,7 @@ def plot_history(study: optuna.Study, summary: dict[str, Any]):
     ax.step(*zip(*best_so_far), where="post", color="C1", label="best so far")
     ax.axhline(summary["best"]["heldout"]["score"], color="C2", linestyle="--", label="best, held-out")
     ax.axhline(summary["defaults"]["tuning"]["score"], color="C3", linestyle=":", label="defaults, tuning")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel("score")
     ax.set_title(f"{summary['method']}: optimisation history")
@@ -334,9 +333,10 @@ def plot_history(study: optuna.Study, summary: dict[str, Any]):
     return fig
 
 
-def plot_importance(summary: dict[str, Any]):
+def plot_importance(summary: dict[str, Any]) -> Figure:
     values = summary["importance"]["values"]
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * max(len(values), 1)))
+    fig = Figure(figsize=(6, 1.2 + 0.4 * max(len(values), 1)))
+    ax = fig.subplots()
     if values:
         names = list(values)[::-1]
         ax.barh(names, [values[n] for n in names])
@@ -349,12 +349,13 @@ def plot_importance(summary: dict[str, Any]):
     return fig
 
 
-def plot_pareto(study: optuna.Study, summary: dict[str, Any]):
+def plot_pareto(study: optuna.Study, summary: dict[str, Any]) -> Figure:
     complete = [
         t for t in study.get_trials(deepcopy=False)
         if t.state == TrialState.COMPLETE and "full" in t.user_attrs
     ]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.scatter(
         [t.user_attrs["full"]["time_fraction"] for t in complete], [t.value for t in complete],
         color="lightgrey", label="trials",
@@ -377,8 +378,7 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())

@@ -18,11 +18,14 @@ stage's runs included, so a full trial costs (prune_at + N) / N of one score).
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
 import socket
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,23 +114,42 @@ def open_study(
 ) -> optuna.Study:
     """Create or load the study; with ``fresh`` a previous one of that name is deleted first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    storage = RDBStorage(
-        url=f"sqlite:///{path}",
-        engine_kwargs={"connect_args": {"timeout": 120}},
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-    )
-    if fresh and study_name in optuna.get_all_study_names(storage):
-        optuna.delete_study(study_name=study_name, storage=storage)
-    return optuna.create_study(
-        storage=storage,
-        study_name=study_name,
-        direction="maximize",
-        sampler=TrialSeededTPE(seed, constant_liar=True),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS),
-        load_if_exists=True,
-    )
+    # Optuna creates a new database's tables without guarding against a second process
+    # doing the same at that moment; workers starting together take turns here.
+    with _exclusive(path.with_name(path.name + ".lock")), _experimental_ok():
+        storage = RDBStorage(
+            url=f"sqlite:///{path}",
+            engine_kwargs={"connect_args": {"timeout": 120}},
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        )
+        if fresh and study_name in optuna.get_all_study_names(storage):
+            optuna.delete_study(study_name=study_name, storage=storage)
+        return optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            direction="maximize",
+            sampler=TrialSeededTPE(seed, constant_liar=True),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS),
+            load_if_exists=True,
+        )
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """An advisory lock between processes (POSIX); elsewhere no lock, and start workers apart."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def check_settings(study: optuna.Study, settings: dict[str, Any], path: Path) -> None:
@@ -219,6 +241,7 @@ def run_worker(
     *,
     wait_for_others: bool,
     poll_seconds: float,
+    grace_period: float,
     on_trial: Callable[[], None] = lambda: None,
 ) -> None:
     """Run trials until the study holds ``target``; with ``wait_for_others``, until none runs.
@@ -228,7 +251,8 @@ def run_worker(
     period and is queued again, which this loop then runs.
     """
     while True:
-        fail_stale_trials(study)
+        with _experimental_ok():
+            fail_stale_trials(study)
         counted, running = trials_counted(study)
         if counted < target:
             study.optimize(objective, n_trials=1, catch=(EvalError,), gc_after_trial=False)
@@ -237,7 +261,35 @@ def run_worker(
             continue
         if not wait_for_others or running == 0:
             return
+        _fail_unstarted(study, grace_period)
         time.sleep(poll_seconds)
+
+
+def _fail_unstarted(study: optuna.Study, grace_period: float) -> None:
+    """Fail running trials whose objective never started, long after they were taken.
+
+    A worker killed between taking a trial and its first heartbeat leaves a trial
+    that can never go stale; without this the reporting process would wait for it
+    for ever. Such a trial counts as a failed one.
+    """
+    limit = datetime.timedelta(seconds=grace_period)
+    now = datetime.datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = trial.datetime_start
+        if "worker" not in trial.user_attrs and started and now - started > limit:
+            try:
+                study.tell(trial.number, state=TrialState.FAIL)
+            except (RuntimeError, ValueError):  # finished meanwhile, by its worker or another
+                pass
+
+
+@contextlib.contextmanager
+def _experimental_ok() -> Iterator[None]:
+    """Heartbeats and their retry are what make a killed study resumable; Optuna still
+    calls them experimental, which is no news to print on every trial."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def _give_up_if_hopeless(study: optuna.Study) -> None:

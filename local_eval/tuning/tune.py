@@ -14,7 +14,6 @@ import dataclasses
 import multiprocessing
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,10 +133,8 @@ def worker_process(request: TuneRequest, workers: int) -> None:
 
 
 def _quiet_optuna() -> None:
-    """Trials print their own one-line outcome; Optuna's log would add tracebacks, and its
-    heartbeat (what makes a killed study resumable) warns that it is experimental."""
+    """Trials print their own one-line outcome; Optuna's log would add tracebacks."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
 
 
 def _check_request(request: TuneRequest) -> None:
@@ -196,10 +193,15 @@ def _setup(request: TuneRequest, *, fresh: bool) -> dict[str, Any]:
 
 
 def _queue_defaults(setup: dict[str, Any]) -> None:
-    """The defaults as the first trial, so the report can compare them without another score."""
-    space, defaults = setup["space"], setup["defaults"]
-    if all(contains(dimension, defaults[name]) for name, dimension in space.items()):
-        setup["study"].enqueue_trial(
+    """The defaults as a new study's first trial, so the report compares them at no extra cost.
+
+    A study that already has trials (a resumed one, or one that workers started by
+    hand) is left as it is: its queue may hold retries of killed trials, which come
+    first; the report then scores the defaults on their own.
+    """
+    space, defaults, study = setup["space"], setup["defaults"], setup["study"]
+    if not study.get_trials(deepcopy=False) and all(contains(dimension, defaults[name]) for name, dimension in space.items()):
+        study.enqueue_trial(
             {name: defaults[name] for name in space},
             user_attrs={"defaults": True},
             skip_if_exists=True,
@@ -227,5 +229,6 @@ def _work(setup: dict[str, Any], request: TuneRequest, *, wait_for_others: bool)
     with bar:
         run_worker(
             study, objective, request.trials,
-            wait_for_others=wait_for_others, poll_seconds=request.poll_seconds, on_trial=advance,
+            wait_for_others=wait_for_others, poll_seconds=request.poll_seconds,
+            grace_period=request.grace_period, on_trial=advance,
         )
