@@ -21,7 +21,7 @@ from methods.search_space import Choice, Dimension, IntRange, LogUniform, Unifor
 
 SPACE_GRAMMAR = (
     "NAME=log:LOW:HIGH, NAME=float:LOW:HIGH, NAME=int:LOW:HIGH, NAME=logint:LOW:HIGH "
-    "or NAME=choice:A,B,..."
+    "or NAME=choice:A,B,C"
 )
 
 
@@ -45,8 +45,13 @@ def declared_space(method_cls: type[BaseMethod]) -> dict[str, Dimension]:
     return dict(declared)
 
 
-def parse_space(tokens: list[str]) -> dict[str, Dimension]:
-    """``["lr=log:1e-4:1e-1", "epochs=int:1:5"]`` as dimensions; a bad token is named."""
+def parse_space(
+    tokens: list[str], hyperparameters: set[str] | None = None, method: str = ""
+) -> dict[str, Dimension]:
+    """``["lr=log:1e-4:1e-1", "epochs=int:1:5"]`` as dimensions; a bad token is named.
+
+    With ``hyperparameters``, a token naming none of them is refused too.
+    """
     space: dict[str, Dimension] = {}
     for token in (t for text in tokens for t in text.split()):
         name, sep, spec = token.partition("=")
@@ -57,6 +62,11 @@ def parse_space(tokens: list[str]) -> dict[str, Dimension]:
             space[name] = _dimension(kind, rest)
         except (ValueError, SyntaxError) as exc:
             raise EvalError(f"--space token {token!r}: {exc}; expected {SPACE_GRAMMAR}.") from None
+        if hyperparameters is not None and name not in hyperparameters:
+            raise EvalError(
+                f"--space token {token!r}: method {method!r} has no hyperparameter {name!r}; its "
+                f"hyperparameters are {', '.join(sorted(hyperparameters)) or '(none)'}."
+            )
     return space
 
 
@@ -95,14 +105,7 @@ def search_space(
                 f"hyperparameter of {method_cls.__name__}; its hyperparameters are "
                 f"{', '.join(sorted(defaults)) or '(none)'}."
             )
-    overrides = parse_space(tokens)
-    for name in overrides:
-        if name not in defaults:
-            raise EvalError(
-                f"--space names {name!r}, which is not a hyperparameter of {method_cls.name!r}; "
-                f"its hyperparameters are {', '.join(sorted(defaults)) or '(none)'}."
-            )
-    space.update(overrides)
+    space.update(parse_space(tokens, set(defaults), method_cls.name))
     searched = {name: d for name, d in space.items() if not _pinned(d)}
     if not searched:
         raise EvalError(

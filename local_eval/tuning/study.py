@@ -162,7 +162,7 @@ def check_settings(study: optuna.Study, settings: dict[str, Any], path: Path) ->
     differ = sorted(k for k in settings.keys() | stored.keys() if settings.get(k) != stored.get(k))
     if differ:
         raise EvalError(
-            f"{path}: this study was run with other settings ({', '.join(differ)} differ): rerun "
+            f"{path}: this study was run with other settings (different {', '.join(differ)}): rerun "
             "with the same options, or pass --fresh (make tune FRESH=1) to start it over."
         )
 
