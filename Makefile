@@ -9,11 +9,12 @@ METHOD ?= finetune
 PRESET ?= cpu
 N_CHECKPOINTS ?= 2
 PUSH ?=
+TRIALS ?= 40
 SET ?=
 SET_ARGS := $(foreach s,$(SET),--set $(s))
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup notebook check-notebooks dryrun submission submit eval leaderboard test lint methods bench clean
+.PHONY: setup notebook check-notebooks dryrun submission submit eval leaderboard tune test lint methods bench clean
 
 setup: $(STAMP)
 
@@ -55,6 +56,9 @@ eval: setup
 
 leaderboard: setup
 	$(CLI) leaderboard --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(METHODS),--methods $(METHODS),) $(if $(N),--n-models $(N),)
+
+tune: setup
+	$(CLI) tune $(METHOD) --preset $(PRESET) --trials $(TRIALS) $(if $(SPACE),--space "$(SPACE)",) $(if $(WORKERS),--workers $(WORKERS),) $(if $(N),--n-models $(N),) $(if $(SEED),--seed $(SEED),) $(if $(FRESH),--fresh,)
 
 test: setup check-notebooks
 	$(PY) -m pytest -q

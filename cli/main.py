@@ -84,6 +84,25 @@ def _parser() -> argparse.ArgumentParser:
         help="score only these registered methods (the table names the ones left out)",
     )
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("tune", help="search hyperparameters with Optuna; report them on a held-out split")
+    p.add_argument("method", help="registered method name, or path of a method file")
+    p.add_argument("--preset", default="cpu", help="smoke, cpu or gpu")
+    p.add_argument("--n-models", type=int, default=None, help="N: runs and references per score")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--trials", type=int, default=40, help="trials the study should hold (a rerun adds what is missing)")
+    p.add_argument(
+        "--space", action="append", default=[], metavar='"NAME=KIND:..."',
+        help='replace or add dimensions of the method\'s search_space, e.g. "lr=log:1e-4:1e-1 epochs=int:1:5 mode=choice:a,b"',
+    )
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the study")
+    p.add_argument("--prune-at", type=int, default=None, help="runs in the first stage (0: no pruning; default N/4)")
+    p.add_argument("--no-report", dest="report", action="store_false", help="only run trials (an extra worker)")
+    p.add_argument("--fresh", action="store_true", help="delete this method's study first")
+    p.add_argument("--results-dir", default=None, help="where results/<preset>/tune/ goes (default: results/)")
+    p.add_argument("--docs-dir", default=None, help="where the report goes (default: docs/tuning/)")
+    p.set_defaults(func=cmd_tune)
     return parser
 
 
@@ -358,6 +377,29 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     path = build_leaderboard(args.preset, scenario=scenario, only=chosen, **_preset_fields(args))
     print(path)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from local_eval.tuning.tune import TuneRequest, tune
+
+    fields = {"n_models": args.n_models, "data_root": args.data_root}
+    tune(
+        TuneRequest(
+            method=args.method,
+            preset=args.preset,
+            preset_fields={k: v for k, v in fields.items() if v is not None},
+            trials=args.trials,
+            space=tuple(args.space),
+            seed=args.seed,
+            workers=args.workers,
+            prune_at=args.prune_at,
+            report=args.report,
+            fresh=args.fresh,
+            results_dir=args.results_dir,
+            docs_dir=args.docs_dir,
+        )
+    )
     return 0
 
 

@@ -36,6 +36,7 @@ from methods.saliency import (
     top_fraction_masks,
     weights_fingerprint,
 )
+from methods.search_space import Choice, IntRange, LogUniform, Uniform
 
 # fingerprint of a returned model -> what the next request on it needs; only the
 # newest few are kept, so repeated fresh calls (the notebook) cannot pile up memory.
@@ -74,6 +75,17 @@ class AmsUnlearn(BaseMethod):
     """
 
     name = "ams_unlearn"
+    # What `make tune` tries: the single-request knobs, at most a few retain epochs of cost.
+    search_space = {
+        "rounds": IntRange(1, 3),
+        "saliency_fraction": Uniform(0.1, 0.6),
+        "noise_scale": Uniform(0.0, 0.5),
+        "forget_passes": IntRange(1, 4),
+        "forget_lr": LogUniform(1e-3, 1e-1),
+        "retain_lr": LogUniform(1e-3, 1e-1),
+        "rehearsal_epochs": Uniform(0.5, 3.0),
+        "forget_max_norm": Choice((0.5, 1.0, 2.0, None)),
+    }
 
     def __init__(
         self,

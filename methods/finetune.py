@@ -10,12 +10,20 @@ from torch import nn, optim
 
 from methods.base import BaseMethod
 from methods.common import model_device, unpack_batch
+from methods.search_space import IntRange, LogUniform, Uniform
 
 
 class Finetune(BaseMethod):
     """One epoch of SGD with a cosine schedule, cross-entropy on the retain set."""
 
     name = "finetune"
+    # What `make tune` tries: a few epochs at most (cost), learning rates around the default's.
+    search_space = {
+        "epochs": IntRange(1, 3),
+        "lr": LogUniform(1e-4, 1e-1),
+        "momentum": Uniform(0.0, 0.95),
+        "weight_decay": LogUniform(1e-5, 1e-2),
+    }
 
     def __init__(
         self,

@@ -39,6 +39,7 @@ from methods.saliency import (
     targeted_pass,
     top_fraction_masks,
 )
+from methods.search_space import IntRange, LogUniform, Uniform
 
 SERVER_STATE_FORMAT = 1
 
@@ -100,6 +101,16 @@ class Ftsu(BaseMethod):
     """
 
     name = "ftsu"
+    # What `make tune` tries. The server-side knobs (rollback, server_weighting, federated_lr)
+    # only act with a server state, which the standard scoring `make tune` uses never gives.
+    search_space = {
+        "saliency_fraction": Uniform(0.1, 0.6),
+        "noise_scale": Uniform(0.0, 0.5),
+        "forget_passes": IntRange(1, 4),
+        "forget_lr": LogUniform(1e-3, 1e-1),
+        "repair_epochs": Uniform(0.5, 3.0),
+        "lr": LogUniform(1e-3, 1e-1),
+    }
 
     def __init__(
         self,

@@ -30,6 +30,7 @@ from methods.saliency import (
     targeted_pass,
     top_fraction_masks,
 )
+from methods.search_space import IntRange, LogUniform, Uniform
 
 
 @torch.no_grad()
@@ -124,6 +125,16 @@ class Hirs(BaseMethod):
     """
 
     name = "hirs"
+    # What `make tune` tries: the filtration's strength, the repair's reach and rates.
+    search_space = {
+        "retain_weight": LogUniform(0.25, 4.0),
+        "ridge": LogUniform(0.01, 100.0),
+        "repair_fraction": Uniform(0.1, 0.6),
+        "noise_scale": Uniform(0.0, 0.4),
+        "repair_epochs": IntRange(1, 3),
+        "lr": LogUniform(1e-3, 1e-1),
+        "forget_lr": LogUniform(1e-3, 1e-1),
+    }
 
     def __init__(
         self,

@@ -33,6 +33,7 @@ from methods.saliency import (
     targeted_pass,
     top_fraction_masks,
 )
+from methods.search_space import IntRange, LogUniform, Uniform
 
 LOGGER = logging.getLogger("unlearnkit.progressive_saliency")
 
@@ -75,6 +76,17 @@ class ProgressiveSaliency(BaseMethod):
     """
 
     name = "progressive_saliency"
+    # What `make tune` tries; min_rounds stays below max_rounds' lowest value so both always hold.
+    search_space = {
+        "max_rounds": IntRange(3, 8),
+        "min_rounds": IntRange(1, 3),
+        "band": Uniform(0.5, 2.0),
+        "saliency_fraction": Uniform(0.1, 0.6),
+        "noise_scale": Uniform(0.0, 0.5),
+        "forget_lr": LogUniform(1e-3, 1e-1),
+        "retain_lr": LogUniform(1e-3, 1e-1),
+        "rehearsal_fraction": Uniform(0.25, 1.5),
+    }
 
     def __init__(
         self,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from local_eval.scoring import metric
 from local_eval.errors import EvalError
+from local_eval.scoring import metric
 from local_eval.scoring.bootstrap import (
     Interval,
     ModelSide,

@@ -24,16 +24,16 @@ from tqdm.auto import tqdm
 
 from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
 from local_eval.data.datasets import ImageDataset, load_dataset, load_pooled_dataset, subset_dataset
-from local_eval.devices import default_device, synchronize
-from local_eval.scoring.metric import logit_scaled_confidence
-from local_eval.scoring.models import build_model
-from local_eval.scoring.presets import Preset, model_options
 from local_eval.data.splits import (
     CompetitionSplit,
     make_person_count_split,
     make_split,
     pooled_partition,
 )
+from local_eval.devices import default_device, synchronize
+from local_eval.scoring.metric import logit_scaled_confidence
+from local_eval.scoring.models import build_model
+from local_eval.scoring.presets import Preset, model_options
 from local_eval.scoring.training import evaluate_accuracy, predict_logits, train_model
 
 # Bump when the stored metrics change meaning, so old caches are not mixed in.

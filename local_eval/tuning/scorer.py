@@ -1,0 +1,107 @@
+"""The one place the tuner meets the scoring engine: re-point this file, nothing else.
+
+The tuner only ever calls a ``ScoreTrial``: score a method with given
+hyperparameters on reference split ``split`` (0 is the tuning split, 1 the
+held-out one no trial sees) with ``n_models`` runs and references, and return a
+``TrialScore``. This implementation uses the current ``evaluate_method``: split
+``k`` is the preset with its seed moved by ``k * SPLIT_SEED_STRIDE``, which
+changes the training subset, the forget persons, the reference models and their
+cache key. It gives no interval and counts no passes yet (both ``None``); the
+tuner reports them as "n/a" until a scorer fills them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, TypedDict
+
+import torch
+
+from local_eval.boards.report import evaluate_method
+from local_eval.errors import EvalError
+from local_eval.scoring.presets import Preset, apply_overrides
+from local_eval.scoring.references import build_references
+from methods.base import BaseMethod
+
+# Far beyond the 2N + 1 model seeds one split uses (seed .. seed + 2N), so splits share none.
+SPLIT_SEED_STRIDE = 100_003
+
+
+class TrialScore(TypedDict):
+    score: float
+    interval: tuple[float, float] | None
+    time_fraction: float
+    passes: float | None
+    ceiling: float | None
+
+
+class ScoreTrial(Protocol):
+    def __call__(
+        self,
+        method_cls: type[BaseMethod],
+        params: dict[str, Any],
+        split: int,
+        n_models: int,
+        executor: Any = None,
+        *,
+        label: str,
+    ) -> TrialScore: ...
+
+
+def split_preset(preset: Preset, split: int) -> Preset:
+    """Reference split ``split`` of ``preset``: same options, other data, persons and models."""
+    return apply_overrides(preset, {"seed": preset.seed + split * SPLIT_SEED_STRIDE})
+
+
+def make_scorer(
+    preset: Preset,
+    runs_dir: Path,
+    *,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> ScoreTrial:
+    """A ``ScoreTrial`` on ``preset``'s splits, filing each result under ``runs_dir/<label>/``.
+
+    Results go to their own folder, never to ``results/<preset>/<method>.json``,
+    so tuning leaves the boards' results alone.
+    """
+
+    def score_trial(
+        method_cls: type[BaseMethod],
+        params: dict[str, Any],
+        split: int,
+        n_models: int,
+        executor: Any = None,
+        *,
+        label: str,
+    ) -> TrialScore:
+        if executor is not None:
+            raise EvalError(
+                "This scorer runs every trial in its own process (evaluate_method takes no "
+                "executor): leave EXECUTOR unset, or start more workers with --workers."
+            )
+        result = evaluate_method(
+            method_cls,
+            split_preset(preset, split),
+            overrides=params,
+            n_models=n_models,
+            device=device,
+            results_dir=Path(runs_dir) / label,
+            progress=progress,
+            echo=False,
+        )
+        return {
+            "score": result["score"],
+            "interval": None,
+            "time_fraction": result["time_fraction"],
+            "passes": None,
+            "ceiling": result["ceiling"]["score"],
+        }
+
+    return score_trial
+
+
+def prepare_split(preset: Preset, split: int, n_models: int, *, progress: bool = True) -> None:
+    """Build split ``split``'s reference models once, before several workers would race to."""
+    build_references(split_preset(apply_overrides(preset, {"n_models": n_models}), split),
+                     progress=progress)
