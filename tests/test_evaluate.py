@@ -139,11 +139,25 @@ def test_retrain_ceiling_scores_the_second_half_of_retrained_models(finetune_res
     assert score_models(refs.ceiling, refs)["score"] == pytest.approx(ceiling["score"])
 
 
-def test_time_fraction_is_run_time_over_one_retraining(finetune_result):
-    mean_run = statistics.mean(run["seconds"] for run in finetune_result["runs"])
-    assert finetune_result["time_fraction"] == pytest.approx(
-        mean_run / finetune_result["retrain_seconds"]
-    )
+def test_time_fraction_is_run_cpu_time_over_a_retraining_timed_in_the_same_process(finetune_result):
+    mean_run = statistics.mean(run["cpu_seconds"] for run in finetune_result["runs"])
+    retraining = finetune_result["cost"]["retraining"]["process_seconds"]
+    assert finetune_result["time_fraction_basis"] == "cpu"
+    assert finetune_result["time_fraction"] == pytest.approx(mean_run / retraining)
+
+
+def test_passes_are_counted_per_run_against_one_retraining(finetune_result):
+    runs = finetune_result["runs"]
+    retain = finetune_result["sizes"]["retain"]
+    # finetune's default: whole epochs over the retain loader, one backward per batch.
+    assert all(run["forward"] == run["backward"] > 0 for run in runs)
+    assert all(run["forward"] % retain == 0 for run in runs)
+    assert 0 < finetune_result["cost"]["passes_fraction"] < 1
+
+
+def test_each_run_keeps_its_forget_confidences_for_intervals(finetune_result):
+    n_forget = finetune_result["sizes"]["forget"]
+    assert all(len(run["forget_confidences"]) == n_forget for run in finetune_result["runs"])
 
 
 def test_summary_is_printed_on_one_screen(smoke_references, tmp_path, capsys):

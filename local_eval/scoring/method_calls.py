@@ -30,8 +30,10 @@ from local_eval.cache import repo_root
 from local_eval.data.loaders import make_loader
 from local_eval.devices import device_name, synchronize
 from local_eval.errors import EvalError
+from local_eval.scoring.passes import count_passes
 from local_eval.scoring.presets import Preset, preset_options
 from local_eval.scoring.references import EvalData
+from local_eval.scoring.timing import calibration_seconds
 from methods.base import BaseMethod, new_method
 from methods.common import ASSETS_ENV, SCENARIO_ENV
 
@@ -129,8 +131,13 @@ def call_method(
     context: str,
     keep_net_because: str,
     offered: dict[str, Any] | None = None,
-) -> float:
-    """One ``run()`` of a fresh instance on ``net``; the seconds it took.
+) -> dict[str, float]:
+    """One ``run()`` of a fresh instance on ``net``; what it cost.
+
+    The cost is the call's wall ``seconds``, this process's ``cpu_seconds``,
+    ``calibrated_seconds`` (wall over a fixed workload timed just before and just
+    after, so that calls timed under other loads compare) and the examples it
+    pushed through ``net`` ``forward`` and ``backward`` (``scoring.passes``).
 
     A method's own exception becomes an EvalError naming its file and line and
     ``context`` (which run, which request); returning another model instead of
@@ -138,9 +145,13 @@ def call_method(
     the call ``methods.common.scenario_context()`` returns ``offered``.
     """
     method = new_method(method_cls, **params)
-    started = time.perf_counter()
+    calibration_before = calibration_seconds(device)
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
-        with _environment(SCENARIO_ENV, None if offered is None else json.dumps(offered)):
+        with (
+            _environment(SCENARIO_ENV, None if offered is None else json.dumps(offered)),
+            count_passes(net) as passes,
+        ):
             returned = method.run(net, *loaders)
     except EvalError:
         raise
@@ -150,13 +161,20 @@ def call_method(
             f"{type(exc).__name__}: {exc} ({context}). Fix the method and score it again."
         ) from exc
     synchronize(device)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    calibration = (calibration_before + calibration_seconds(device)) / 2
     if isinstance(returned, torch.nn.Module) and returned is not net:
         raise EvalError(
             f"{method_location(method_cls)}: {method_cls.__name__}.run() returned a new model; "
             f"{keep_net_because} and return None."
         )
-    return seconds
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "calibrated_seconds": seconds / calibration,
+        "forward": passes.forward,
+        "backward": passes.backward,
+    }
 
 
 def method_identity(

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from local_eval.devices import default_device
+from local_eval.scoring.cost import cost_summary, timed_retraining
 from local_eval.scoring.method_calls import (
     assets_folder,
     call_method,
@@ -36,6 +37,9 @@ from local_eval.scoring.results import RESULT_FORMAT, result_paths, write_result
 from local_eval.scoring.scenarios import Prepared, Scenario
 from local_eval.scoring.scenarios.standard import Standard
 from methods.base import BaseMethod
+
+# What a call costs (method_calls.call_method); a run's is the sum over its calls.
+COST_KEYS = ("seconds", "cpu_seconds", "calibrated_seconds", "forward", "backward")
 
 # What score_runs() reports; a result holds its final step's at the top level.
 FIGURES = (
@@ -86,6 +90,8 @@ def score_method(
     started = time.perf_counter()
 
     prepared = scenario.prepare(preset, device, progress)
+    # Timed first, in this process: the denominator of every time fraction below.
+    retraining = timed_retraining(prepared.final, device)
     runs, confidences = serve(method_cls, params, preset, prepared, device, progress)
     steps, references = [], []
     for j, step in enumerate(prepared.steps):
@@ -112,6 +118,7 @@ def score_method(
         for run in runs:
             del run["steps"]
     seconds_per_run = _mean([run["seconds"] for run in runs])
+    cost = cost_summary([{key: run[key] for key in COST_KEYS} for run in runs], refs, retraining)
     json_path, plot_path = result_paths(results_dir, preset.name, method_cls.name, scenario.name)
     result = {
         "format": RESULT_FORMAT,
@@ -130,7 +137,13 @@ def score_method(
         **({"steps": steps} if len(steps) > 1 else {}),
         "seconds_per_run": seconds_per_run,
         "retrain_seconds": refs.retrain_seconds,
-        "time_fraction": seconds_per_run / refs.retrain_seconds,
+        # One-run ratio: process CPU time on a CPU, calibrated wall time on a GPU (whose
+        # work the CPU clock does not see); both sides timed in this process.
+        "time_fraction": cost["time_fraction_cpu"]
+        if device.type == "cpu" or cost["time_fraction_calibrated"] is None
+        else cost["time_fraction_calibrated"],
+        "time_fraction_basis": "cpu" if device.type == "cpu" else "calibrated",
+        "cost": cost,
         "ceiling": final["ceiling"],
         "retrained": mean_accuracies(refs.reference),
         "original": record_accuracies(refs.original),
@@ -167,7 +180,7 @@ def serve(
             torch.manual_seed(seed)
             measured_steps = []
             for j, step in enumerate(steps):
-                seconds = call_method(
+                spent = call_method(
                     method_cls,
                     params,
                     net,
@@ -179,13 +192,15 @@ def serve(
                 )
                 measured = measure_model(net, step.refs.data, device)
                 confidences[j].append(measured.pop("forget_confidences"))
-                measured_steps.append({**step.record, "seconds": seconds, **measured})
+                measured_steps.append({**step.record, **spent, **measured})
             last = measured_steps[-1]
             runs.append(
                 {
                     "seed": seed,
-                    "seconds": sum(s["seconds"] for s in measured_steps),
+                    **{key: sum(s[key] for s in measured_steps) for key in COST_KEYS},
                     **{key: last[key] for key in measured},
+                    # The final step's forget confidences: what intervals resample.
+                    "forget_confidences": confidences[-1][-1].tolist(),
                     "steps": measured_steps,
                 }
             )

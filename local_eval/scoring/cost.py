@@ -1,0 +1,100 @@
+"""What a method costs, measured so that the ratio to a retraining means something.
+
+A time fraction is only a ratio when both sides were timed under the same
+conditions. The cached references were trained at another moment (often while
+other jobs shared the machine), so their wall times cannot be the denominator.
+Instead, a scoring process trains one extra retrained model itself, timed like
+every method call (wall, process CPU, and wall over a calibration workload timed
+beside it), and divides by that. Passes are the load-free figure: examples through
+the model forward and backward, over what one retraining's recipe pushes through.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from local_eval.devices import synchronize
+from local_eval.scoring.models import build_model
+from local_eval.scoring.passes import PassCount, relative_passes, retraining_passes
+from local_eval.scoring.references import References
+from local_eval.scoring.timing import RunTiming, time_fraction, time_run
+from local_eval.scoring.training import train_model
+
+# The timed retraining's seed: far from the references' seeds, so it is never one of them.
+TIMED_RETRAINING_SEED = 7_919_000
+_TIMED: dict[tuple[str, str], RunTiming] = {}
+
+
+def timed_retraining(refs: References, device: torch.device, progress: bool = False) -> RunTiming:
+    """One retraining on the retain set, timed in this process (once per references and device)."""
+    key = (refs.key, str(device))
+    if key not in _TIMED:
+        torch.manual_seed(TIMED_RETRAINING_SEED)
+        model = build_model(refs.preset.arch).to(device)
+        _, timing = _time_training(model, refs, device, progress)
+        synchronize(device)
+        _TIMED[key] = timing
+    return _TIMED[key]
+
+
+def _time_training(
+    model: torch.nn.Module, refs: References, device: torch.device, progress: bool
+) -> tuple[None, RunTiming]:
+    preset, data = refs.preset, refs.data
+
+    def train() -> None:
+        train_model(
+            model,
+            data.train.images,
+            data.train.labels,
+            data.retain,
+            preset.retrain_recipe,
+            seed=TIMED_RETRAINING_SEED,
+            device=device,
+            progress=progress,
+            validation=(data.heldout.images, data.heldout.labels, data.val),
+            weight_indices=torch.arange(len(data.train)),
+        )
+
+    return time_run(train, device=device)
+
+
+def retraining_pass_count(refs: References) -> PassCount:
+    """One retraining's passes under the preset's retrain recipe."""
+    return retraining_passes(refs.preset.retrain_recipe, len(refs.data.retain), len(refs.data.val))
+
+
+def cost_summary(calls: list[dict[str, Any]], refs: References, retraining: RunTiming) -> dict[str, Any]:
+    """A run set's cost against one retraining: per-run means of every clock, and passes.
+
+    ``calls`` holds one entry per run (its calls summed): ``seconds``,
+    ``cpu_seconds``, ``calibrated_seconds``, ``forward``, ``backward``.
+    """
+    n = len(calls)
+    mean = {key: sum(c[key] for c in calls) / n for key in calls[0]}
+    method = RunTiming(
+        wall_seconds=mean["seconds"],
+        process_seconds=mean["cpu_seconds"],
+        thread_seconds=mean["cpu_seconds"],
+        calibration_seconds=mean["seconds"] / mean["calibrated_seconds"]
+        if mean["calibrated_seconds"] > 0
+        else None,
+    )
+    passes = relative_passes(
+        PassCount(forward=round(mean["forward"]), backward=round(mean["backward"])),
+        retraining_pass_count(refs),
+    )
+    return {
+        "retraining": dataclasses.asdict(retraining),
+        "time_fraction_cpu": time_fraction(method, retraining, "process"),
+        "time_fraction_calibrated": time_fraction(method, retraining, "calibrated")
+        if method.calibration_seconds
+        else None,
+        "time_fraction_wall": time_fraction(method, retraining, "wall"),
+        "forward_passes_per_run": mean["forward"],
+        "backward_passes_per_run": mean["backward"],
+        "passes_fraction": passes.combined,
+    }
