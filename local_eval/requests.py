@@ -51,15 +51,16 @@ from local_eval.references import (
     CACHE_FORMAT,
     EvalData,
     ModelRecord,
+    ModelSpec,
     References,
-    build_reference_model,
     build_references,
     load_eval_data,
     load_record,
+    make_models,
     measure_model,
-    metrics_path,
     retrained_seed,
 )
+from local_eval.scoring.executors import LocalExecutor
 from methods.base import BaseMethod
 
 MODE = "requests"
@@ -452,30 +453,18 @@ def _intermediate_references(
         atomic_write_json(manifest, options)
     step_data = dataclasses.replace(data, forget=served)
     count = 2 * preset.n_models
-    missing = [i for i in range(count) if not metrics_path(directory, "retrained", i).exists()]
     started = time.perf_counter()
-    bar = tqdm(
-        total=count,
-        initial=count - len(missing),
-        desc=f"request {j + 1} references ({preset.name})",
-        unit="model",
-        disable=not progress,
+    make_models(
+        preset,
+        step_data,
+        directory,
+        [ModelSpec("retrained", i, retrained_seed(preset, i)) for i in range(count)],
+        lambda role: train_indices,
+        LocalExecutor(device),
+        1,
+        progress,
+        f"request {j + 1} references ({preset.name})",
     )
-    with bar:
-        for i in missing:
-            build_reference_model(
-                preset,
-                step_data,
-                directory,
-                "retrained",
-                i,
-                retrained_seed(preset, i),
-                preset.retrain_recipe,
-                train_indices,
-                device,
-                progress,
-            )
-            bar.update(1)
     return References(
         preset=preset,
         key=directory.name,
