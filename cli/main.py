@@ -125,6 +125,23 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--forget", choices=["persons", "random"], default=None, help="forget set: whole persons (~2%%) or random 10%%")
     p.add_argument("--requests", type=int, default=None, help="serve the forget set as K sequential requests")
     p.add_argument("--federated", type=int, default=None, metavar="K", help="simulate K federated clients")
+    p.add_argument(
+        "--executor", choices=["local", "ray"], default="local",
+        help="where reference models and runs are made: in this process, or as Ray tasks",
+    )
+    p.add_argument(
+        "--ray-address", default=None, metavar="ADDRESS",
+        help="join this Ray cluster (default: $RAY_ADDRESS, else start Ray on this machine)",
+    )
+    p.add_argument("--task-cpus", type=float, default=1, help="CPUs each Ray task reserves (and uses as threads)")
+    p.add_argument(
+        "--task-gpus", type=float, default=0.25,
+        help="GPU fraction each Ray task reserves where the cluster has GPUs (0.25: four models share one)",
+    )
+    p.add_argument(
+        "--ensemble", type=int, default=1, metavar="M",
+        help="train M retrained reference models per task as one vectorised ensemble",
+    )
 
 
 # --- subcommands ------------------------------------------------------------------
@@ -311,12 +328,36 @@ def _preset_fields(args: argparse.Namespace) -> dict:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _executor(args: argparse.Namespace):
+    """The executor of ``--executor``; the sequential modes only run in this process for now."""
+    from local_eval.scoring.executors import make_executor
+
+    if (args.requests or args.federated) and (args.executor != "local" or args.ensemble != 1):
+        mode = "--requests" if args.requests else "--federated"
+        raise EvalError(
+            f"{mode} runs in this process only: drop --executor ray / --ensemble, "
+            "or score the standard mode on Ray."
+        )
+    return make_executor(
+        args.executor, address=args.ray_address, cpus=args.task_cpus, gpus=args.task_gpus
+    )
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from builder.hyperparameters import parse_overrides
 
     hyperparameters = parse_overrides(args.overrides)
     if args.requests and args.federated:
         raise EvalError("--requests and --federated are separate modes: choose one")
+    executor = _executor(args)
+    try:
+        _eval(args, hyperparameters, executor)
+    finally:
+        executor.close()
+    return 0
+
+
+def _eval(args: argparse.Namespace, hyperparameters: dict, executor) -> None:
     if args.requests:
         from local_eval.requests import evaluate_requests
 
@@ -328,14 +369,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         from local_eval.evaluate import evaluate_method
 
-        evaluate_method(args.method, args.preset, hyperparameters, **_preset_fields(args))
-    return 0
+        evaluate_method(
+            args.method, args.preset, hyperparameters, executor=executor,
+            ensemble=args.ensemble, **_preset_fields(args),
+        )
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.requests and args.federated:
         raise EvalError("--requests and --federated are separate modes: choose one")
     chosen = _method_list(args.methods)
+    executor = _executor(args)
+    try:
+        path = _leaderboard(args, chosen, executor)
+    finally:
+        executor.close()
+    print(path)
+    return 0
+
+
+def _leaderboard(args: argparse.Namespace, chosen: list[str] | None, executor) -> Path:
     if args.requests:
         from local_eval.requests import leaderboard_requests
 
@@ -351,9 +404,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     else:
         from local_eval.leaderboard import build_leaderboard
 
-        path = build_leaderboard(args.preset, only=chosen, **_preset_fields(args))
-    print(path)
-    return 0
+        path = build_leaderboard(
+            args.preset, only=chosen, executor=executor, ensemble=args.ensemble,
+            **_preset_fields(args),
+        )
+    return path
 
 
 def _method_list(text: str | None) -> list[str] | None:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 import methods
 from local_eval.cache import repo_root
@@ -32,9 +31,18 @@ from local_eval.devices import default_device, device_name, synchronize
 from local_eval.errors import EvalError
 from local_eval.loaders import make_loader
 from local_eval.metric import epsilon_points, example_epsilons, final_score
+from local_eval.models import build_model
 from local_eval.presets import Preset, apply_overrides, get_preset, preset_options
-from local_eval.references import EvalData, ModelRecord, References, build_references, measure_model
+from local_eval.references import (
+    EvalData,
+    ModelRecord,
+    References,
+    build_references,
+    cpu_state,
+    measure_model,
+)
 from local_eval.report import format_summary, plot_result, result_paths, write_result
+from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
 from methods.base import BaseMethod
 from methods.common import ASSETS_ENV
 
@@ -55,6 +63,8 @@ def evaluate_method(
     results_dir: Path | str | None = None,
     progress: bool = True,
     echo: bool = True,
+    executor: Executor | None = None,
+    ensemble: int = 1,
     **options: Any,
 ) -> dict[str, Any]:
     """Run ``method`` N times, score it against the reference models, write and print the result.
@@ -62,8 +72,10 @@ def evaluate_method(
     ``overrides`` are the method's hyperparameters (the CLI's ``--set``; strings are
     read as the default's type); ``options`` are preset fields (``data_root``,
     ``batch_format``, ``forget_mode``, ...). Builds (or resumes) the preset's
-    reference models first. Writes ``results/<preset>/<method>.json`` and ``.png``
-    and returns the JSON's content.
+    reference models first (``ensemble`` retrained models per task). Reference
+    models and runs are tasks of ``executor`` (default: one after the other in this
+    process). Writes ``results/<preset>/<method>.json`` and ``.png`` and returns the
+    JSON's content.
     """
     method_cls = resolve_method(method)
     preset = resolve_preset(preset, options, n_models)
@@ -71,8 +83,11 @@ def evaluate_method(
     params = resolve_hyperparameters(method_cls, overrides)
     started = time.perf_counter()
 
-    refs = build_references(preset, device=device, progress=progress)
-    runs, unlearned_confidences = run_method(method_cls, params, refs, device, progress)
+    executor = executor or LocalExecutor(device)
+    refs = build_references(
+        preset, device=device, progress=progress, executor=executor, ensemble=ensemble
+    )
+    runs, unlearned_confidences = run_method(method_cls, params, refs, device, progress, executor)
     reference_confidences = stack_confidences(refs.reference)
     ceiling = score_models(refs.ceiling, refs)
     method_row = score_runs(
@@ -238,31 +253,80 @@ def run_method(
     refs: References,
     device: torch.device,
     progress: bool,
+    executor: Executor | None = None,
 ) -> tuple[list[dict[str, Any]], torch.Tensor]:
-    preset, data = refs.preset, refs.data
-    runs, confidences = [], []
-    with assets_folder(method_cls):
-        for i in tqdm(
-            range(preset.n_models), desc=f"{method_cls.name} runs", unit="run", disable=not progress
-        ):
-            seed = preset.seed + i
-            net = refs.load_original(device)
-            loaders = method_loaders(preset, data, seed)
-            torch.manual_seed(seed)
-            seconds = call_method(
-                method_cls,
-                params,
-                net,
-                loaders,
-                device,
-                f"run {i + 1} of {preset.n_models}, preset {preset.name}",
-                "the competition notebook saves the `net` it passed in, so modify `net` in place "
-                "(e.g. net.load_state_dict(other.state_dict()))",
-            )
-            measured = measure_model(net, data, device)
-            confidences.append(measured.pop("forget_confidences"))
-            runs.append({"seed": seed, "seconds": seconds, **measured})
-    return runs, torch.stack(confidences)
+    """The N runs of a method, each one task of ``executor`` (default: here, on ``device``).
+
+    Runs come back in index order whatever order they finished in; if some fail,
+    :class:`~local_eval.scoring.executors.TasksFailed` names them after the
+    others finished.
+    """
+    executor = executor or LocalExecutor(device)
+    preset = refs.preset
+    original = torch.load(refs.original.path, map_location="cpu", weights_only=True)
+    assets = asset_files(method_cls)
+    tasks = [
+        Task(
+            TaskLabel(f"{method_cls.name} run", (i,), (preset.seed + i,)),
+            unlearning_run_task,
+            (method_cls, params, preset, refs.data, original, assets, i, False),
+        )
+        for i in range(preset.n_models)
+    ]
+    done: dict[int, dict[str, Any]] = {}
+    run_tasks(
+        executor,
+        tasks,
+        lambda task, run: done.__setitem__(task.label.indices[0], run),
+        f"{method_cls.name} runs",
+        progress=progress,
+    )
+    runs = [done[i] for i in range(preset.n_models)]
+    confidences = torch.stack([run.pop("forget_confidences") for run in runs])
+    return runs, confidences
+
+
+def unlearning_run_task(
+    method_cls: type[BaseMethod],
+    params: dict[str, Any],
+    preset: Preset,
+    data: EvalData,
+    original: dict[str, torch.Tensor],
+    assets: dict[str, bytes],
+    index: int,
+    keep_state: bool,
+    *,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Run ``index`` of a method: a fresh copy of ``original``, its seed, its loaders.
+
+    Everything the run needs comes in the arguments (the assets as bytes), so it
+    runs the same in this process or on a worker without the checkout's files.
+    Returns the seed, seconds, accuracies, forget confidences and, with
+    ``keep_state``, the unlearned weights on the CPU.
+    """
+    seed = preset.seed + index
+    net = build_model(preset.arch)
+    net.load_state_dict(original)
+    net.to(device).eval()
+    loaders = method_loaders(preset, data, seed)
+    torch.manual_seed(seed)
+    with installed_assets(assets):
+        seconds = call_method(
+            method_cls,
+            params,
+            net,
+            loaders,
+            device,
+            f"run {index + 1} of {preset.n_models}, preset {preset.name}",
+            "the competition notebook saves the `net` it passed in, so modify `net` in place "
+            "(e.g. net.load_state_dict(other.state_dict()))",
+        )
+    measured = measure_model(net, data, device)
+    run = {"seed": seed, "seconds": seconds, **measured}
+    if keep_state:
+        run["state"] = cpu_state(net)
+    return run
 
 
 def call_method(
@@ -399,24 +463,41 @@ def mean_accuracies(records: tuple[ModelRecord, ...]) -> dict[str, float]:
     }
 
 
-@contextlib.contextmanager
-def assets_folder(method_cls: type[BaseMethod]) -> Iterator[None]:
+def assets_folder(method_cls: type[BaseMethod]) -> contextlib.AbstractContextManager[None]:
     """Give a method that has assets the folder the notebook would give it, as the dry-run does."""
+    return installed_assets(asset_files(method_cls))
+
+
+def asset_files(method_cls: type[BaseMethod]) -> dict[str, bytes]:
+    """The method's assets by file name ({} without any), produced once on the driver.
+
+    As bytes they travel inside a run's task, so a worker needs no copy of them.
+    """
     try:
         from builder.assets import collect_assets, has_assets
         from builder.errors import BuildError
     except ImportError:  # a checkout without the builder can still score asset-free methods
-        yield
-        return
+        return {}
     if not has_assets(method_cls):
-        yield
-        return
-    previous = os.environ.get(ASSETS_ENV)
+        return {}
     with tempfile.TemporaryDirectory(prefix="unlearnkit-assets-") as folder:
         try:
             collect_assets(method_cls, Path(folder))
         except BuildError as exc:
             raise EvalError(str(exc)) from exc
+        return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
+@contextlib.contextmanager
+def installed_assets(files: dict[str, bytes]) -> Iterator[None]:
+    """Write ``files`` to a temporary folder and point the method's asset lookup at it."""
+    if not files:
+        yield
+        return
+    previous = os.environ.get(ASSETS_ENV)
+    with tempfile.TemporaryDirectory(prefix="unlearnkit-assets-") as folder:
+        for name, content in files.items():
+            (Path(folder) / name).write_bytes(content)
         os.environ[ASSETS_ENV] = folder
         try:
             yield

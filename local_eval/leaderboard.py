@@ -31,6 +31,7 @@ from local_eval.leaderboard_plots import plot_standard_leaderboard
 from local_eval.presets import Preset, get_preset, preset_options
 from local_eval.references import build_references, references_key
 from local_eval.report import result_paths
+from local_eval.scoring.executors import Executor
 from methods.base import BaseMethod
 
 CEILING_LABEL = "*retrain ceiling*"
@@ -47,6 +48,8 @@ def build_leaderboard(
     only: list[str] | None = None,
     progress: bool = True,
     echo: bool = True,
+    executor: Executor | None = None,
+    ensemble: int = 1,
     **options: Any,
 ) -> Path:
     """Score (or reuse) every method in ``methods.all_method_handlers()`` and write the table.
@@ -57,6 +60,7 @@ def build_leaderboard(
     names the ones left out, so a partial board never passes for a complete one.
     ``options`` are preset fields (``data_root``, ``batch_format``, ...), as for
     ``evaluate_method``; every method runs with its default hyperparameters.
+    ``executor`` and ``ensemble`` decide where reference models and runs are made.
     """
     preset = resolve_preset(preset, options, n_models)
     device = torch.device(device) if device is not None else None
@@ -66,13 +70,22 @@ def build_leaderboard(
         chosen,
         lambda method_cls: None if rerun else reusable_result(method_cls, preset, results_dir),
         lambda method_cls: evaluate_method(
-            method_cls, preset, device=device, results_dir=results_dir, progress=progress, echo=echo
+            method_cls,
+            preset,
+            device=device,
+            results_dir=results_dir,
+            progress=progress,
+            echo=echo,
+            executor=executor,
+            ensemble=ensemble,
         ),
         lambda name: result_paths(results_dir, preset.name, name)[0],
         f"scoring on preset {preset.name} (N={preset.n_models})",
         echo,
     )
-    refs = build_references(preset, device=device, progress=progress)
+    refs = build_references(
+        preset, device=device, progress=progress, executor=executor, ensemble=ensemble
+    )
     ceiling = score_models(refs.ceiling, refs)
     text = render_leaderboard(
         preset, rows, ceiling, failures, refs.retrain_seconds, _sizes(refs), left_out
