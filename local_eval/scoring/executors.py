@@ -81,7 +81,8 @@ class TasksFailed(EvalError):
         others = ", ".join(str(f.label) for f in self.failures[1:])
         super().__init__(
             f"{len(self.failures)} of {total} {what} failed (the others were kept); "
-            f"{first.label}: {first.message}" + (f"; also failed: {others}" if others else "")
+            f"{first.label}: {' '.join(first.message.split())}"
+            + (f"; also failed: {others}" if others else "")
         )
 
 
@@ -179,8 +180,12 @@ class LocalExecutor:
         """Nothing to release: present so callers treat both executors alike."""
 
 
-def _run_remote(fn: Callable[..., Any], args: tuple[Any, ...], threads: int) -> tuple[Any, str]:
-    """The body of every Ray task: one thread per CPU it reserved, the device Ray gave it."""
+def _run_remote(fn: Callable[..., Any], threads: int, *args: Any) -> tuple[Any, str]:
+    """The body of every Ray task: one thread per CPU it reserved, the device Ray gave it.
+
+    ``args`` are spread as the task's own arguments because Ray resolves object
+    references only at the top level.
+    """
     import ray
 
     torch.set_num_threads(threads)
@@ -255,7 +260,7 @@ class RayExecutor:
         threads = max(1, int(self.cpus))
         shared: dict[int, Any] = {}
         pending = {
-            remote.remote(task.fn, _shared_args(ray, task.args, shared), threads): task
+            remote.remote(task.fn, threads, *_shared_args(ray, task.args, shared)): task
             for task in tasks
         }
         failures = []
