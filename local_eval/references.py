@@ -5,7 +5,9 @@ against; the other N are scored as if they were a method (the *retrain ceiling*)
 which shows the best score reachable at this N. Training them is the slow part of
 local scoring, so every model is cached on disk, one file each, under a key that
 hashes every option shaping it: an interrupted build resumes where it stopped and
-raising N reuses what exists.
+raising N reuses what exists. Each missing model is one task of an executor
+(:mod:`local_eval.scoring.executors`: here, or on Ray); tasks only compute, and
+this process alone writes the cache.
 """
 
 from __future__ import annotations
@@ -243,8 +245,9 @@ def make_models(
     )
 
     def write(task: Task, outputs: list[dict[str, Any]]) -> None:
-        for spec, output in zip(task.args[2], outputs):
-            write_reference_model(directory, spec, output)
+        label = task.label
+        for index, seed, output in zip(label.indices, label.seeds, outputs):
+            write_reference_model(directory, ModelSpec(label.role, index, seed), output)
 
     run_tasks(executor, tasks, write, desc, progress=progress, initial=len(specs) - len(missing))
 

@@ -256,7 +256,8 @@ class RayExecutor:
             return []
         ray = self._connect()
         gpus = self.gpus if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        remote = ray.remote(num_cpus=self.cpus, num_gpus=gpus, max_retries=0)(_run_remote)
+        # Ray retries a task whose worker or node died (not one that raised): spot nodes may vanish.
+        remote = ray.remote(num_cpus=self.cpus, num_gpus=gpus)(_run_remote)
         threads = max(1, int(self.cpus))
         shared: dict[int, Any] = {}
         pending = {
