@@ -7,6 +7,11 @@ CLI := $(PY) -m cli
 STAMP := $(VENV)/.installed
 METHOD ?= finetune
 PRESET ?= cpu
+EXECUTOR ?= local
+RAY_ADDRESS ?=
+ENSEMBLE ?=
+# RAY_ADDRESS only counts with EXECUTOR=ray: an exported address never sends a local run away.
+EXEC_ARGS = --executor $(EXECUTOR) $(if $(filter ray,$(EXECUTOR)),$(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS),),) $(if $(ENSEMBLE),--ensemble $(ENSEMBLE),)
 N_CHECKPOINTS ?= 2
 PUSH ?=
 TRIALS ?= 40
@@ -52,10 +57,10 @@ submit: setup
 	$(CLI) submit $(METHOD) $(SET_ARGS) $(if $(PUSH),--push,)
 
 eval: setup
-	$(CLI) eval $(METHOD) $(SET_ARGS) --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),)
+	$(CLI) eval $(METHOD) $(SET_ARGS) --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),) $(EXEC_ARGS)
 
 leaderboard: setup
-	$(CLI) leaderboard --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(METHODS),--methods $(METHODS),) $(if $(N),--n-models $(N),)
+	$(CLI) leaderboard --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(METHODS),--methods $(METHODS),) $(if $(N),--n-models $(N),) $(EXEC_ARGS)
 
 tune: setup
 	$(CLI) tune $(METHOD) --preset $(PRESET) --trials $(TRIALS) $(if $(SPACE),--space "$(SPACE)",) $(if $(WORKERS),--workers $(WORKERS),) $(if $(N),--n-models $(N),) $(if $(SEED),--seed $(SEED),) $(if $(FRESH),--fresh,)

@@ -153,6 +153,23 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--forget", choices=["persons", "random"], default=None, help="forget set: whole persons (~2%%) or random 10%%")
     p.add_argument("--requests", type=int, default=None, help="serve the forget set as K sequential requests")
     p.add_argument("--federated", type=int, default=None, metavar="K", help="simulate K federated clients")
+    p.add_argument(
+        "--executor", choices=["local", "ray"], default="local",
+        help="where reference models and runs are made: in this process, or as Ray tasks",
+    )
+    p.add_argument(
+        "--ray-address", default=None, metavar="ADDRESS",
+        help="join this Ray cluster (default: $RAY_ADDRESS, else start Ray on this machine)",
+    )
+    p.add_argument("--task-cpus", type=float, default=1, help="CPUs each Ray task reserves (and uses as threads)")
+    p.add_argument(
+        "--task-gpus", type=float, default=0.25,
+        help="GPU fraction each Ray task reserves where the cluster has GPUs (0.25: four models share one)",
+    )
+    p.add_argument(
+        "--ensemble", type=int, default=1, metavar="M",
+        help="train M retrained reference models per task as one vectorised ensemble",
+    )
 
 
 # --- subcommands ------------------------------------------------------------------
@@ -357,6 +374,15 @@ def _scenario(args: argparse.Namespace):
     return get_scenario("standard")
 
 
+def _executor(args: argparse.Namespace):
+    """The executor ``--executor`` / ``--ray-address`` / ``--task-cpus`` / ``--task-gpus`` ask for."""
+    from local_eval.scoring.executors import make_executor
+
+    return make_executor(
+        args.executor, address=args.ray_address, cpus=args.task_cpus, gpus=args.task_gpus
+    )
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from builder.hyperparameters import parse_overrides
 
@@ -364,9 +390,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
     from local_eval.boards.report import evaluate_method
 
-    evaluate_method(
-        args.method, args.preset, hyperparameters, scenario=scenario, **_preset_fields(args)
-    )
+    executor = _executor(args)
+    try:
+        evaluate_method(
+            args.method,
+            args.preset,
+            hyperparameters,
+            scenario=scenario,
+            executor=executor,
+            ensemble=args.ensemble,
+            **_preset_fields(args),
+        )
+    finally:
+        executor.close()
     return 0
 
 
@@ -375,7 +411,18 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     chosen = _method_list(args.methods)
     from local_eval.boards.leaderboard import build_leaderboard
 
-    path = build_leaderboard(args.preset, scenario=scenario, only=chosen, **_preset_fields(args))
+    executor = _executor(args)
+    try:
+        path = build_leaderboard(
+            args.preset,
+            scenario=scenario,
+            only=chosen,
+            executor=executor,
+            ensemble=args.ensemble,
+            **_preset_fields(args),
+        )
+    finally:
+        executor.close()
     print(path)
     return 0
 

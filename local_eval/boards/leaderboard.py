@@ -23,6 +23,7 @@ from local_eval.boards.report import evaluate_method
 from local_eval.cache import atomic_write_text, repo_root
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
+from local_eval.scoring.executors import Executor
 from local_eval.scoring.presets import Preset, get_preset
 from local_eval.scoring.results import (
     default_results_dir,
@@ -51,6 +52,8 @@ def build_leaderboard(
     rerun: bool = False,
     progress: bool = True,
     echo: bool = True,
+    executor: Executor | None = None,
+    ensemble: int = 1,
     **options: Any,
 ) -> Path:
     """Score (or reuse) registered methods in ``scenario`` and write ``docs/leaderboard-<folder>.md``.
@@ -64,14 +67,15 @@ def build_leaderboard(
     score) and ``with_companion`` is set, each method's companion result is reused
     from its own folder when current, else scored into
     ``results/<folder>/<companion>/`` so the companion's own results are never
-    overwritten at another N.
+    overwritten at another N. ``executor`` and ``ensemble`` decide where reference
+    models and runs are made (``scoring.executors``; default: in this process).
     """
     scenario = scenario or Standard()
     preset = resolve_preset(preset, options, n_models)
     device = torch.device(device) if device is not None else default_device()
     results_root = Path(results_dir) if results_dir is not None else default_results_dir()
     chosen, left_out = choose_methods(only)
-    prepared = scenario.prepare(preset, device, progress)
+    prepared = scenario.prepare(preset, device, progress, executor=executor, ensemble=ensemble)
     board = scenario.board(preset, prepared, "")
 
     def score(method_cls: type[BaseMethod], where: Scenario, folder: Path) -> dict[str, Any]:
@@ -83,6 +87,8 @@ def build_leaderboard(
             results_dir=folder,
             progress=progress,
             echo=echo,
+            executor=executor,
+            ensemble=ensemble,
         )
 
     rows, failures = gather_results(
@@ -96,7 +102,9 @@ def build_leaderboard(
     companions: dict[str, dict[str, Any]] = {}
     if scenario.companion is not None and with_companion and rows:
         companion = get_scenario(scenario.companion)
-        companion_prepared = companion.prepare(preset, device, progress)
+        companion_prepared = companion.prepare(
+            preset, device, progress, executor=executor, ensemble=ensemble
+        )
         spare = results_root / results_folder(preset.name, scenario.name) / companion.name
         for row in rows:
             name = row["method"]

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from local_eval.cache import atomic_write_bytes
+from local_eval.scoring.executors import Executor
 from local_eval.scoring.metric import max_epsilon
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.runner import score_method
@@ -34,11 +35,15 @@ def evaluate_method(
     results_dir: Path | str | None = None,
     progress: bool = True,
     echo: bool = True,
+    executor: Executor | None = None,
+    ensemble: int = 1,
     **options: Any,
 ) -> dict[str, Any]:
     """Score ``method`` in ``scenario`` (``runner.score_method``), draw its plot, print its summary.
 
-    Writes ``results/<folder>/<method>.json`` and ``.png`` and returns the JSON's content.
+    Reference models and runs are tasks of ``executor`` (default: in this process),
+    ``ensemble`` retrained models per task. Writes ``results/<folder>/<method>.json``
+    and ``.png`` and returns the JSON's content.
     """
     scored = score_method(
         method,
@@ -49,6 +54,8 @@ def evaluate_method(
         device=device,
         results_dir=results_dir,
         progress=progress,
+        executor=executor,
+        ensemble=ensemble,
         **options,
     )
     result = scored.result

@@ -17,33 +17,60 @@ from typing import Any
 import torch
 
 from local_eval.devices import synchronize
+from local_eval.scoring.executors import Executor, Task, TaskLabel, run_tasks
 from local_eval.scoring.models import build_model
 from local_eval.scoring.passes import PassCount, relative_passes, retraining_passes
-from local_eval.scoring.references import References
+from local_eval.scoring.presets import Preset
+from local_eval.scoring.references import EvalData, References
 from local_eval.scoring.timing import RunTiming, time_fraction, time_run
 from local_eval.scoring.training import train_model
 
 # The timed retraining's seed: far from the references' seeds, so it is never one of them.
 TIMED_RETRAINING_SEED = 7_919_000
-_TIMED: dict[tuple[str, str], RunTiming] = {}
+_TIMED: dict[tuple[str, str, str], RunTiming] = {}
 
 
-def timed_retraining(refs: References, device: torch.device, progress: bool = False) -> RunTiming:
-    """One retraining on the retain set, timed in this process (once per references and device)."""
-    key = (refs.key, str(device))
+def timed_retraining(
+    refs: References,
+    device: torch.device,
+    progress: bool = False,
+    executor: Executor | None = None,
+) -> RunTiming:
+    """One retraining on the retain set, timed where the runs are timed (once per references).
+
+    In this process with the local executor (the default); otherwise as one task of
+    ``executor``, so that a run on a worker is divided by a retraining on a worker
+    with the same threads and device.
+    """
+    where = "local" if executor is None or executor.name == "local" else executor.name
+    key = (refs.key, str(device), where)
     if key not in _TIMED:
-        torch.manual_seed(TIMED_RETRAINING_SEED)
-        model = build_model(refs.preset.arch).to(device)
-        _, timing = _time_training(model, refs, device, progress)
-        synchronize(device)
-        _TIMED[key] = timing
+        if where == "local":
+            _TIMED[key] = timed_retraining_task(refs.preset, refs.data, progress, device=device)
+        else:
+            task = Task(
+                TaskLabel("timed retraining", (0,), (TIMED_RETRAINING_SEED,)),
+                timed_retraining_task,
+                (refs.preset, refs.data, False),
+            )
+            timings: list[RunTiming] = []
+            run_tasks(
+                executor,
+                [task],
+                lambda _, timing: timings.append(timing),
+                "timed retraining",
+                progress=False,
+            )
+            _TIMED[key] = timings[0]
     return _TIMED[key]
 
 
-def _time_training(
-    model: torch.nn.Module, refs: References, device: torch.device, progress: bool
-) -> tuple[None, RunTiming]:
-    preset, data = refs.preset, refs.data
+def timed_retraining_task(
+    preset: Preset, data: EvalData, progress: bool, *, device: torch.device
+) -> RunTiming:
+    """Train one retrained model from scratch and return how long it took (the model is dropped)."""
+    torch.manual_seed(TIMED_RETRAINING_SEED)
+    model = build_model(preset.arch).to(device)
 
     def train() -> None:
         train_model(
@@ -59,7 +86,9 @@ def _time_training(
             weight_indices=torch.arange(len(data.train)),
         )
 
-    return time_run(train, device=device)
+    _, timing = time_run(train, device=device)
+    synchronize(device)
+    return timing
 
 
 def retraining_pass_count(refs: References) -> PassCount:

@@ -226,24 +226,47 @@ def method_loaders(preset: Preset, data: EvalData, seed: int) -> tuple[Any, Any,
     )
 
 
-@contextlib.contextmanager
-def assets_folder(method_cls: type[BaseMethod]) -> Iterator[None]:
-    """Give a method that has assets the folder the notebook would give it, as the dry-run does."""
+def asset_files(method_cls: type[BaseMethod]) -> dict[str, bytes]:
+    """The method's assets by file name ({} without any), produced once on the driver.
+
+    As bytes they travel inside a run's task, so a worker needs no copy of the
+    checkout's files; ``installed_files`` gives them back a folder.
+    """
     try:
         from builder.assets import collect_assets, has_assets
         from builder.errors import BuildError
     except ImportError:  # a checkout without the builder can still score asset-free methods
-        yield
-        return
+        return {}
     if not has_assets(method_cls):
-        yield
-        return
+        return {}
     with tempfile.TemporaryDirectory(prefix="unlearnkit-assets-") as folder:
         try:
             collect_assets(method_cls, Path(folder))
         except BuildError as exc:
             raise EvalError(str(exc)) from exc
-        with _environment(ASSETS_ENV, folder):
+        return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
+@contextlib.contextmanager
+def installed_files(files: dict[str, bytes], prefix: str) -> Iterator[Path | None]:
+    """``files`` written to a temporary folder for the block (None when there are none)."""
+    if not files:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        for name, content in files.items():
+            (Path(folder) / name).write_bytes(content)
+        yield Path(folder)
+
+
+@contextlib.contextmanager
+def installed_assets(files: dict[str, bytes]) -> Iterator[None]:
+    """Give a method that has assets (``files``, from ``asset_files``) the folder the notebook would."""
+    with installed_files(files, "unlearnkit-assets-") as folder:
+        if folder is None:
+            yield
+            return
+        with _environment(ASSETS_ENV, str(folder)):
             yield
 
 

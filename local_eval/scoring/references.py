@@ -5,7 +5,9 @@ against; the other N are scored as if they were a method (the *retrain ceiling*)
 which shows the best score reachable at this N. Training them is the slow part of
 local scoring, so every model is cached on disk, one file each, under a key that
 hashes every option shaping it: an interrupted build resumes where it stopped and
-raising N reuses what exists.
+raising N reuses what exists. Each missing model is one task of an executor
+(:mod:`local_eval.scoring.executors`: here, or on Ray); tasks only compute, and
+this process alone writes the cache.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
 from local_eval.data.datasets import ImageDataset, load_dataset, load_pooled_dataset, subset_dataset
@@ -30,11 +32,13 @@ from local_eval.data.splits import (
     make_split,
     pooled_partition,
 )
-from local_eval.devices import default_device, synchronize
+from local_eval.devices import synchronize
+from local_eval.errors import EvalError
+from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
 from local_eval.scoring.metric import logit_scaled_confidence
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import Preset, model_options
-from local_eval.scoring.training import evaluate_accuracy, predict_logits, train_model
+from local_eval.scoring.training import Recipe, evaluate_accuracy, predict_logits, train_model
 
 # Bump when the stored metrics change meaning, so old caches are not mixed in.
 CACHE_FORMAT = 1
@@ -183,18 +187,41 @@ def retrained_seed(preset: Preset, index: int) -> int:
     return preset.seed + 1 + index
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """One reference model to make: which role it plays, its place and its seed."""
+
+    role: str
+    index: int
+    seed: int
+
+
+def model_specs(preset: Preset) -> list[ModelSpec]:
+    """The original, then the 2N retrained models, each with its own seed."""
+    return [ModelSpec("original", 0, preset.seed)] + [
+        ModelSpec("retrained", i, retrained_seed(preset, i)) for i in range(2 * preset.n_models)
+    ]
+
+
 def build_references(
     preset: Preset,
     device: torch.device | None = None,
     data: EvalData | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
+    ensemble: int = 1,
 ) -> References:
-    """Train whatever is missing of the original and 2N retrained models, then load all.
+    """Make whatever is missing of the original and 2N retrained models, then load all.
 
     Models already on disk are never retrained, so calling this again after an
-    interruption, or with a larger N, only trains the missing ones.
+    interruption, or with a larger N, only trains the missing ones. Each missing
+    model (or, with ``ensemble`` > 1, each group of up to that many retrained
+    models, trained together by :mod:`local_eval.scoring.ensemble`) is one task
+    of ``executor`` (default: in this process on ``device``); this process alone
+    writes the cache, as each task's result arrives, so a killed build keeps
+    every model finished before it. Failed tasks are reported together at the end.
     """
-    device = device or default_device()
+    executor = executor or LocalExecutor(device)
     data = data or load_eval_data(preset)
     directory = references_dir(preset)
     directory.mkdir(parents=True, exist_ok=True)
@@ -202,33 +229,20 @@ def build_references(
     if not manifest.exists():
         atomic_write_json(manifest, {"cache_format": CACHE_FORMAT, **model_options(preset)})
 
-    jobs = [("original", 0, preset.seed, preset.original_recipe, _train_indices(data, "original"))]
-    jobs += [
-        (
-            "retrained",
-            i,
-            retrained_seed(preset, i),
-            preset.retrain_recipe,
-            _train_indices(data, "retrained"),
-        )
-        for i in range(2 * preset.n_models)
-    ]
-    missing = [job for job in jobs if not metrics_path(directory, job[0], job[1]).exists()]
+    specs = model_specs(preset)
     started = time.perf_counter()
-    bar = tqdm(
-        total=len(jobs),
-        initial=len(jobs) - len(missing),
-        desc=f"reference models ({preset.name})",
-        unit="model",
-        disable=not progress,
+    make_models(
+        preset,
+        data,
+        directory,
+        specs,
+        lambda role: train_indices(data, role),
+        executor,
+        ensemble,
+        progress,
+        f"reference models ({preset.name})",
     )
-    with bar:
-        for role, index, seed, recipe, indices in missing:
-            build_reference_model(
-                preset, data, directory, role, index, seed, recipe, indices, device, progress
-            )
-            bar.update(1)
-    records = [load_record(directory, role, index) for role, index, *_ in jobs]
+    records = [load_record(directory, spec.role, spec.index) for spec in specs]
     return References(
         preset=preset,
         key=directory.name,
@@ -238,6 +252,212 @@ def build_references(
         retrained=tuple(records[1:]),
         seconds_this_build=time.perf_counter() - started,
     )
+
+
+def make_models(
+    preset: Preset,
+    data: EvalData,
+    directory: Path,
+    specs: list[ModelSpec],
+    indices_for: Callable[[str], torch.Tensor],
+    executor: Executor,
+    ensemble: int,
+    progress: bool,
+    desc: str,
+) -> None:
+    """Make the models of ``specs`` not yet measured in ``directory``; the driver writes each.
+
+    ``indices_for(role)`` gives the examples a role trains on. Raises
+    :class:`~local_eval.scoring.executors.TasksFailed` after the others finished
+    if some failed.
+    """
+    missing = [s for s in specs if not metrics_path(directory, s.role, s.index).exists()]
+    tasks = reference_tasks(
+        preset, data, directory, missing, indices_for, ensemble, progress and executor.name == "local"
+    )
+
+    def write(task: Task, outputs: list[dict[str, Any]]) -> None:
+        label = task.label
+        for index, seed, output in zip(label.indices, label.seeds, outputs):
+            write_reference_model(directory, ModelSpec(label.role, index, seed), output)
+
+    run_tasks(executor, tasks, write, desc, progress=progress, initial=len(specs) - len(missing))
+
+
+def reference_tasks(
+    preset: Preset,
+    data: EvalData,
+    directory: Path,
+    missing: list[ModelSpec],
+    indices_for: Callable[[str], torch.Tensor],
+    ensemble: int,
+    progress: bool,
+) -> list[Task]:
+    """One task per missing model, or per group of up to ``ensemble`` retrained ones.
+
+    A model whose weights are cached without its measurements travels with its
+    weights and is only measured, never retrained.
+    """
+    if ensemble < 1:
+        raise EvalError(f"--ensemble must be at least 1 (models per task), got {ensemble}.")
+    indices = {role: indices_for(role) for role in {spec.role for spec in missing}}
+    tasks, to_train = [], []
+    for spec in missing:
+        weights = weights_path(directory, spec.role, spec.index)
+        state = None
+        if weights.exists():
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        elif spec.role == "retrained" and ensemble > 1:
+            to_train.append(spec)
+            continue
+        tasks.append(
+            _task(train_reference_task, preset, data, [spec], indices[spec.role], (state,), progress)
+        )
+    if to_train:
+        from local_eval.scoring.ensemble import ensemble_problems, train_ensemble_task
+
+        problems = ensemble_problems(preset.retrain_recipe)
+        if problems:
+            raise EvalError(
+                f"--ensemble {ensemble}: preset {preset.name!r} retrains with "
+                f"{'; '.join(problems)}; drop --ensemble for this preset."
+            )
+
+        for start in range(0, len(to_train), ensemble):
+            group = to_train[start : start + ensemble]
+            tasks.append(
+                _task(train_ensemble_task, preset, data, group, indices["retrained"], None, progress)
+            )
+    return tasks
+
+
+def _task(fn, preset, data, specs, indices, states, progress) -> Task:
+    """``fn(preset, data, specs, indices, [states,] progress, device=...)`` as a Task."""
+    specs = tuple(specs)
+    label = TaskLabel(specs[0].role, tuple(s.index for s in specs), tuple(s.seed for s in specs))
+    extra = () if states is None else (states,)
+    return Task(label, fn, (preset, data, specs, indices, *extra, progress), size=len(specs))
+
+
+def train_reference_task(
+    preset: Preset,
+    data: EvalData,
+    specs: tuple[ModelSpec, ...],
+    indices: torch.Tensor,
+    states: tuple[dict[str, torch.Tensor] | None, ...],
+    progress: bool,
+    *,
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """Train (or, given its weights, only measure) each model; what the driver stores.
+
+    Runs wherever the executor puts it and touches no file: the weights come back
+    as a CPU state_dict (None when they were given), with the seconds training
+    took and the measurements.
+    """
+    return [
+        _make_reference_model(preset, data, spec, indices, state, progress, device)
+        for spec, state in zip(specs, states)
+    ]
+
+
+def _make_reference_model(
+    preset: Preset,
+    data: EvalData,
+    spec: ModelSpec,
+    indices: torch.Tensor,
+    state: dict[str, torch.Tensor] | None,
+    progress: bool,
+    device: torch.device,
+) -> dict[str, Any]:
+    if state is not None:
+        model = build_model(preset.arch)
+        model.load_state_dict(state)
+        model.to(device)
+        return model_output(model, data, device, None, None)
+    torch.manual_seed(spec.seed)
+    model = build_model(preset.arch).to(device)
+    started = time.perf_counter()
+    train_model(
+        model,
+        data.train.images,
+        data.train.labels,
+        indices,
+        recipe_for(preset, spec.role),
+        seed=spec.seed,
+        device=device,
+        progress=progress,
+        validation=(data.heldout.images, data.heldout.labels, data.val),
+        # The organisers weight classes by their counts in the whole training set
+        # (retain + forget) for the original and the retrained models alike.
+        weight_indices=torch.arange(len(data.train)),
+    )
+    synchronize(device)
+    seconds = time.perf_counter() - started
+    return model_output(model, data, device, cpu_state(model), seconds)
+
+
+def model_output(
+    model: nn.Module,
+    data: EvalData,
+    device: torch.device,
+    state: dict[str, torch.Tensor] | None,
+    train_seconds: float | None,
+    trainer: str = "single",
+) -> dict[str, Any]:
+    """What a reference task returns for one model (see :func:`write_reference_model`)."""
+    return {
+        "state": state,
+        "train_seconds": train_seconds,
+        "measured": measure_model(model, data, device),
+        "device": str(device),
+        "trainer": trainer,
+    }
+
+
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def write_reference_model(directory: Path, spec: ModelSpec, output: dict[str, Any]) -> None:
+    """Store one task output: timing, then weights, then measurements (the finished mark).
+
+    Each file is written atomically and the measurements last, so a model counts
+    as built only once everything it needs is on disk.
+    """
+    role, index = spec.role, spec.index
+    weights = weights_path(directory, role, index)
+    train_seconds = output["train_seconds"]
+    if output["state"] is not None:
+        atomic_write_json(
+            _partial_path(directory, role, index),
+            {"train_seconds": train_seconds, "trainer": output["trainer"]},
+        )
+        atomic_torch_save(output["state"], weights)
+    else:
+        previous = _read_json(_partial_path(directory, role, index))
+        train_seconds = previous.get("train_seconds") if previous else None
+    measured = output["measured"]
+    atomic_write_json(
+        metrics_path(directory, role, index),
+        {
+            "role": role,
+            "index": index,
+            "seed": spec.seed,
+            "weights": weights.name,
+            "forget_confidences": measured["forget_confidences"].tolist(),
+            "retain_accuracy": measured["retain_accuracy"],
+            "test_accuracy": measured["test_accuracy"],
+            "forget_accuracy": measured["forget_accuracy"],
+            "train_seconds": train_seconds if train_seconds is not None else float("nan"),
+            "device": output["device"],
+            "trainer": output["trainer"],
+        },
+    )
+
+
+def recipe_for(preset: Preset, role: str) -> Recipe:
+    return preset.original_recipe if role == "original" else preset.retrain_recipe
 
 
 def measure_model(model: nn.Module, data: EvalData, device: torch.device) -> dict[str, Any]:
@@ -269,68 +489,11 @@ def load_model(arch: str, path: Path, device: torch.device) -> nn.Module:
     return model.to(device).eval()
 
 
-def _train_indices(data: EvalData, role: str) -> torch.Tensor:
+def train_indices(data: EvalData, role: str) -> torch.Tensor:
+    """The original sees retain + forget; a retrained model sees retain only."""
     if role == "original":
         return torch.cat([data.retain, data.forget]).sort().values
     return data.retain
-
-
-def build_reference_model(
-    preset: Preset,
-    data: EvalData,
-    directory: Path,
-    role: str,
-    index: int,
-    seed: int,
-    recipe,
-    indices: torch.Tensor,
-    device: torch.device,
-    progress: bool,
-) -> None:
-    weights = weights_path(directory, role, index)
-    train_seconds = None
-    if weights.exists():
-        model = load_model(preset.arch, weights, device)
-        previous = _read_json(_partial_path(directory, role, index))
-        train_seconds = previous.get("train_seconds") if previous else None
-    else:
-        torch.manual_seed(seed)
-        model = build_model(preset.arch).to(device)
-        started = time.perf_counter()
-        train_model(
-            model,
-            data.train.images,
-            data.train.labels,
-            indices,
-            recipe,
-            seed=seed,
-            device=device,
-            progress=progress,
-            validation=(data.heldout.images, data.heldout.labels, data.val),
-            # The organisers weight classes by their counts in the whole training set
-            # (retain + forget) for the original and the retrained models alike.
-            weight_indices=torch.arange(len(data.train)),
-        )
-        synchronize(device)
-        train_seconds = time.perf_counter() - started
-        atomic_write_json(_partial_path(directory, role, index), {"train_seconds": train_seconds})
-        atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-    measured = measure_model(model, data, device)
-    atomic_write_json(
-        metrics_path(directory, role, index),
-        {
-            "role": role,
-            "index": index,
-            "seed": seed,
-            "weights": weights.name,
-            "forget_confidences": measured["forget_confidences"].tolist(),
-            "retain_accuracy": measured["retain_accuracy"],
-            "test_accuracy": measured["test_accuracy"],
-            "forget_accuracy": measured["forget_accuracy"],
-            "train_seconds": train_seconds if train_seconds is not None else float("nan"),
-            "device": str(device),
-        },
-    )
 
 
 def load_record(directory: Path, role: str, index: int) -> ModelRecord:

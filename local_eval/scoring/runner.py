@@ -11,19 +11,23 @@ best one reachable with this many models.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from local_eval.devices import default_device
 from local_eval.scoring.cost import cost_summary, timed_retraining
+from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
 from local_eval.scoring.method_calls import (
-    assets_folder,
+    asset_files,
     call_method,
+    installed_assets,
+    installed_files,
     method_identity,
     method_loaders,
     provenance,
@@ -31,8 +35,15 @@ from local_eval.scoring.method_calls import (
     resolve_method,
 )
 from local_eval.scoring.metric import epsilon_points, example_epsilons, final_score
+from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import Preset, apply_overrides, get_preset
-from local_eval.scoring.references import ModelRecord, References, measure_model
+from local_eval.scoring.references import (
+    EvalData,
+    ModelRecord,
+    References,
+    cpu_state,
+    measure_model,
+)
 from local_eval.scoring.results import RESULT_FORMAT, result_paths, write_result
 from local_eval.scoring.scenarios import Prepared, Scenario
 from local_eval.scoring.scenarios.standard import Standard
@@ -73,6 +84,8 @@ def score_method(
     device: torch.device | str | None = None,
     results_dir: Path | str | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
+    ensemble: int = 1,
     **options: Any,
 ) -> Scored:
     """Run ``method`` N times in ``scenario`` (the competition's by default), score it, write the JSON.
@@ -80,7 +93,9 @@ def score_method(
     ``overrides`` are the method's hyperparameters (the CLI's ``--set``; strings
     are read as the default's type); ``options`` are preset fields (``data_root``,
     ``batch_format``, ``forget_mode``, ...). Builds (or resumes) the scenario's
-    reference models first.
+    reference models first. Reference models and runs are tasks of ``executor``
+    (default: one after the other in this process), ``ensemble`` retrained models
+    per task.
     """
     scenario = scenario or Standard()
     method_cls = resolve_method(method)
@@ -89,10 +104,11 @@ def score_method(
     params = resolve_hyperparameters(method_cls, overrides)
     started = time.perf_counter()
 
-    prepared = scenario.prepare(preset, device, progress)
-    # Timed first, in this process: the denominator of every time fraction below.
-    retraining = timed_retraining(prepared.final, device)
-    runs, confidences = serve(method_cls, params, preset, prepared, device, progress)
+    executor = executor or LocalExecutor(device)
+    prepared = scenario.prepare(preset, device, progress, executor=executor, ensemble=ensemble)
+    # Timed first, where the runs are timed: the denominator of every time fraction below.
+    retraining = timed_retraining(prepared.final, device, executor=executor)
+    runs, confidences = serve(method_cls, params, preset, prepared, device, progress, executor)
     steps, references = [], []
     for j, step in enumerate(prepared.steps):
         references.append(stack_confidences(step.refs.reference))
@@ -163,48 +179,155 @@ def serve(
     prepared: Prepared,
     device: torch.device,
     progress: bool,
+    executor: Executor | None = None,
 ) -> tuple[list[dict[str, Any]], list[torch.Tensor]]:
-    """Per run: its seed, total seconds, final accuracies and each step's; per step: confidences.
+    """Per run: its seed, total cost, final accuracies and each step's; per step: confidences.
 
-    Runs are the outer loop, so one run's calls follow each other without another
-    run's in between, as they would in a deployment.
+    Each run is one task of ``executor`` (default: here, on ``device``) making the
+    scenario's calls in order on one model, so one run's calls follow each other
+    without another run's in between, as they would in a deployment. Runs come
+    back in index order whatever order they finished in; if some fail,
+    ``executors.TasksFailed`` names them after the others finished.
     """
-    steps = prepared.steps
-    runs, confidences = [], [[] for _ in steps]
-    with assets_folder(method_cls):
-        for i in tqdm(
-            range(preset.n_models), desc=f"{method_cls.name} runs", unit="run", disable=not progress
-        ):
-            seed = preset.seed + i
-            net = prepared.final.load_original(device)
-            torch.manual_seed(seed)
-            measured_steps = []
-            for j, step in enumerate(steps):
+    executor = executor or LocalExecutor(device)
+    plan = run_plan(method_cls, params, preset, prepared)
+    tasks = [
+        Task(
+            TaskLabel(f"{method_cls.name} run", (i,), (preset.seed + i,)),
+            unlearning_run_task,
+            (plan, i, False),
+        )
+        for i in range(preset.n_models)
+    ]
+    done: dict[int, dict[str, Any]] = {}
+    run_tasks(
+        executor,
+        tasks,
+        lambda task, run: done.__setitem__(task.label.indices[0], run),
+        f"{method_cls.name} runs",
+        progress=progress,
+    )
+    runs = [done[i] for i in range(preset.n_models)]
+    per_run = [run.pop("step_confidences") for run in runs]
+    return runs, [torch.stack([c[j] for c in per_run]) for j in range(len(prepared.steps))]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStep:
+    """One call of a run as a task sees it: a ``Step`` without its reference models.
+
+    ``files`` holds the content of the files ``offered`` names (by its key), so a
+    worker without this machine's disk can give the method a copy.
+    """
+
+    given: EvalData
+    measured_on: EvalData
+    offered: dict[str, Any] | None
+    label: str
+    record: dict[str, Any]
+    files: dict[str, bytes]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """Everything every run of a method needs, made once on the driver and shipped once."""
+
+    method_cls: type[BaseMethod]
+    params: dict[str, Any]
+    preset: Preset
+    original: dict[str, torch.Tensor]
+    assets: dict[str, bytes]
+    steps: tuple[RunStep, ...]
+    keep_net_because: str
+
+
+def run_plan(
+    method_cls: type[BaseMethod], params: dict[str, Any], preset: Preset, prepared: Prepared
+) -> RunPlan:
+    """The original's weights, the method's assets and offered files as bytes, every step's data."""
+    return RunPlan(
+        method_cls=method_cls,
+        params=params,
+        preset=preset,
+        original=torch.load(prepared.final.original.path, map_location="cpu", weights_only=True),
+        assets=asset_files(method_cls),
+        steps=tuple(
+            RunStep(
+                given=step.given,
+                measured_on=step.refs.data,
+                offered=step.offered,
+                label=step.label,
+                record=step.record,
+                files={key: Path(step.offered[key]).read_bytes() for key in step.files},
+            )
+            for step in prepared.steps
+        ),
+        keep_net_because=prepared.keep_net_because,
+    )
+
+
+def unlearning_run_task(
+    plan: RunPlan, index: int, keep_state: bool, *, device: torch.device
+) -> dict[str, Any]:
+    """Run ``index`` of a method: a fresh copy of the original, its seed, the steps' calls in order.
+
+    Everything comes in ``plan`` (assets and offered files as bytes) and no file
+    is left behind, so the run is the same in this process or on a worker. Returns
+    the run's row (seed, summed cost, final accuracies, final forget confidences,
+    per-step rows under ``steps``), the confidences of every step under
+    ``step_confidences`` and, with ``keep_state``, the unlearned weights on the CPU
+    under ``state``.
+    """
+    preset, steps = plan.preset, plan.steps
+    seed = preset.seed + index
+    net = build_model(preset.arch)
+    net.load_state_dict(plan.original)
+    net.to(device).eval()
+    torch.manual_seed(seed)
+    measured_steps, confidences = [], []
+    with installed_assets(plan.assets):
+        for j, step in enumerate(steps):
+            with _offered_files(step) as offered:
                 spent = call_method(
-                    method_cls,
-                    params,
+                    plan.method_cls,
+                    plan.params,
                     net,
                     method_loaders(preset, step.given, seed * len(steps) + j),
                     device,
-                    f"run {i + 1} of {preset.n_models}{step.label}, preset {preset.name}",
-                    prepared.keep_net_because,
-                    step.offered,
+                    f"run {index + 1} of {preset.n_models}{step.label}, preset {preset.name}",
+                    plan.keep_net_because,
+                    offered,
                 )
-                measured = measure_model(net, step.refs.data, device)
-                confidences[j].append(measured.pop("forget_confidences"))
-                measured_steps.append({**step.record, **spent, **measured})
-            last = measured_steps[-1]
-            runs.append(
-                {
-                    "seed": seed,
-                    **{key: sum(s[key] for s in measured_steps) for key in COST_KEYS},
-                    **{key: last[key] for key in measured},
-                    # The final step's forget confidences: what intervals resample.
-                    "forget_confidences": confidences[-1][-1].tolist(),
-                    "steps": measured_steps,
-                }
-            )
-    return runs, [torch.stack(c) for c in confidences]
+            measured = measure_model(net, step.measured_on, device)
+            confidences.append(measured.pop("forget_confidences"))
+            measured_steps.append({**step.record, **spent, **measured})
+    last = measured_steps[-1]
+    run = {
+        "seed": seed,
+        **{key: sum(s[key] for s in measured_steps) for key in COST_KEYS},
+        **{key: last[key] for key in measured},
+        # The final step's forget confidences: what intervals resample.
+        "forget_confidences": confidences[-1].tolist(),
+        "steps": measured_steps,
+        "step_confidences": confidences,
+    }
+    if keep_state:
+        run["state"] = cpu_state(net)
+    return run
+
+
+@contextlib.contextmanager
+def _offered_files(step: RunStep) -> Iterator[dict[str, Any] | None]:
+    """``step.offered`` with each file it names copied to a temporary folder, for the call."""
+    if not step.files:
+        yield step.offered
+        return
+    contents = {Path(step.offered[key]).name: content for key, content in step.files.items()}
+    with installed_files(contents, "unlearnkit-offered-") as folder:
+        yield {
+            **step.offered,
+            **{key: str(folder / Path(step.offered[key]).name) for key in step.files},
+        }
 
 
 def resolve_preset(

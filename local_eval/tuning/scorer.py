@@ -18,7 +18,6 @@ from typing import Any, Protocol, TypedDict
 import torch
 
 from local_eval.boards.report import evaluate_method
-from local_eval.errors import EvalError
 from local_eval.scoring.presets import Preset, apply_overrides
 from local_eval.scoring.references import build_references
 from methods.base import BaseMethod
@@ -75,11 +74,6 @@ def make_scorer(
         *,
         label: str,
     ) -> TrialScore:
-        if executor is not None:
-            raise EvalError(
-                "This scorer runs every trial in its own process (evaluate_method takes no "
-                "executor): leave EXECUTOR unset, or start more workers with --workers."
-            )
         result = evaluate_method(
             method_cls,
             split_preset(preset, split),
@@ -89,6 +83,7 @@ def make_scorer(
             results_dir=Path(runs_dir) / label,
             progress=progress,
             echo=False,
+            executor=executor,
         )
         return {
             "score": result["score"],

@@ -4,7 +4,8 @@ A scenario answers three questions, and the one runner (``scoring.runner``) does
 the rest for every scenario alike:
 
 - *which reference sets*: ``prepare()`` builds (or loads) the models a method is
-  scored against, one ``Step`` per call the method gets in a run;
+  scored against, one ``Step`` per call the method gets in a run, each missing
+  model a task of the executor it is given (``scoring.executors``);
 - *how the method is served*: each ``Step`` says what the loaders hold, what the
   call is scored on and what it is offered beyond the loaders (through
   ``methods.common.scenario_context()``); the runner calls the method once per
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from local_eval.errors import EvalError
+from local_eval.scoring.executors import Executor
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.references import EvalData, References
 
@@ -38,7 +40,10 @@ class Step:
 
     ``given`` is what the retain/forget/validation loaders hold, ``refs`` what the
     model is measured on (``refs.data``) and compared with afterwards; ``offered``
-    is what ``methods.common.scenario_context()`` returns during the call.
+    is what ``methods.common.scenario_context()`` returns during the call;
+    ``files`` are the keys of ``offered`` whose values are paths of files the call
+    may read: the runner ships their content with each run, since a worker of
+    another machine sees none of this one's files.
     """
 
     refs: References
@@ -46,6 +51,7 @@ class Step:
     offered: dict[str, Any] | None = None
     label: str = ""
     record: dict[str, Any] = dataclasses.field(default_factory=dict)
+    files: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +102,14 @@ class Scenario(Protocol):
     make_argument: str
     companion: str | None
 
-    def prepare(self, preset: Preset, device: Any, progress: bool) -> Prepared: ...
+    def prepare(
+        self,
+        preset: Preset,
+        device: Any,
+        progress: bool,
+        executor: Executor | None = None,
+        ensemble: int = 1,
+    ) -> Prepared: ...
 
     def board(self, preset: Preset, prepared: Prepared, generated: str) -> Board: ...
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -32,24 +31,26 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
-from local_eval.devices import default_device
+from local_eval.devices import default_device, synchronize
 from local_eval.errors import EvalError
+from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import Preset, model_options
 from local_eval.scoring.references import (
     CACHE_FORMAT,
     EvalData,
+    ModelSpec,
     References,
+    cpu_state,
     load_eval_data,
-    load_model,
     load_record,
-    measure_model,
     metrics_path,
+    model_output,
     retrained_seed,
     weights_path,
+    write_reference_model,
 )
 from local_eval.scoring.scenarios import SCORE, Board, Column, Prepared, Step, ratio_columns
 from local_eval.scoring.training import Recipe, train_model
@@ -60,6 +61,8 @@ SERVER_STATE_FILE = "server_state.pt"
 # What ``fedavg_train`` keeps; a method checks it before trusting the file's layout.
 SERVER_STATE_FORMAT = 1
 FORGET_CLIENT = 0
+# What the cached records of FedAvg models say made them.
+TRAINER = "fedavg"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,12 +89,26 @@ class Federated:
     def make_argument(self) -> str:
         return f"FEDERATED={self.clients}"
 
-    def prepare(self, preset: Preset, device: Any = None, progress: bool = True) -> Prepared:
-        federation = federated_references(preset, self, device=device, progress=progress)
+    def prepare(
+        self,
+        preset: Preset,
+        device: Any = None,
+        progress: bool = True,
+        executor: Executor | None = None,
+        ensemble: int = 1,
+    ) -> Prepared:
+        if ensemble != 1:
+            raise EvalError(
+                f"--ensemble {ensemble} trains centrally retrained models; the federated "
+                "scenario trains each FedAvg model in its own task: drop --ensemble."
+            )
+        federation = federated_references(
+            preset, self, device=device, progress=progress, executor=executor
+        )
         refs = federation.refs
         offered = {"scenario": MODE, "server_state": str(federation.server_state)}
         return Prepared(
-            steps=(Step(refs=refs, given=refs.data, offered=offered),),
+            steps=(Step(refs=refs, given=refs.data, offered=offered, files=("server_state",)),),
             record={
                 "federation": {
                     **dataclasses.asdict(self),
@@ -255,9 +272,13 @@ def federated_references(
     device: torch.device | None = None,
     data: EvalData | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> FederatedReferences:
-    """Train whatever is missing (cached one file per model, like the standard references) and load all."""
-    device = device or default_device()
+    """Train whatever is missing (cached one file per model, like the standard references) and load all.
+
+    Each missing model is one task of ``executor`` (default: here, on ``device``);
+    this process alone writes the cache.
+    """
     data = data or load_eval_data(preset)
     rounds = setup.resolved_rounds(preset)
     if rounds < 1 or setup.local_epochs < 1 or setup.kept_rounds < 0:
@@ -279,99 +300,97 @@ def federated_references(
     directory.mkdir(parents=True, exist_ok=True)
     if not (directory / "manifest.json").exists():
         atomic_write_json(directory / "manifest.json", options)
-    jobs = [("original", 0, preset.seed, True)]
-    jobs += [("retrained", i, retrained_seed(preset, i), False) for i in range(2 * preset.n_models)]
-    missing = [job for job in jobs if not metrics_path(directory, job[0], job[1]).exists()]
-    if not (directory / SERVER_STATE_FILE).exists() and jobs[0] not in missing:
-        missing.insert(0, jobs[0])
-    started = time.perf_counter()
-    bar = tqdm(
-        total=len(jobs),
-        initial=len(jobs) - len(missing),
-        desc=f"federated models ({preset.name}, {setup.clients} clients)",
-        unit="model",
-        disable=not progress,
-    )
-    with bar:
-        for role, index, seed, with_forget in missing:
-            shards = client_shards(data, setup.clients, preset.seed, with_forget)
-            _build_federated(
-                preset, setup, data, directory, role, index, seed, shards, rounds, device
+    specs = [ModelSpec("original", 0, preset.seed)]
+    specs += [ModelSpec("retrained", i, retrained_seed(preset, i)) for i in range(2 * preset.n_models)]
+    state_path = directory / SERVER_STATE_FILE
+    missing = [s for s in specs if not metrics_path(directory, s.role, s.index).exists()]
+    if not state_path.exists() and specs[0] not in missing:
+        missing.insert(0, specs[0])
+    executor = executor or LocalExecutor(device or default_device())
+    tasks = []
+    for spec in missing:
+        weights = weights_path(directory, spec.role, spec.index)
+        needs_state = spec.role == "original" and not state_path.exists()
+        state = None
+        if weights.exists() and not needs_state:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        shards = client_shards(data, setup.clients, preset.seed, spec.role == "original")
+        tasks.append(
+            Task(
+                TaskLabel(f"federated {spec.role}", (spec.index,), (spec.seed,)),
+                train_federated_task,
+                (preset, setup, data, spec, tuple(shards), rounds, state),
             )
-            bar.update(1)
+        )
+
+    def write(task: Task, output: dict[str, Any]) -> None:
+        spec = task.args[3]
+        if output["server"] is not None:
+            atomic_torch_save(output["server"], state_path)
+        write_reference_model(directory, spec, output)
+
+    started = time.perf_counter()
+    run_tasks(
+        executor,
+        tasks,
+        write,
+        f"federated models ({preset.name}, {setup.clients} clients)",
+        progress=progress,
+        initial=len(specs) - len(missing),
+    )
     refs = References(
         preset=preset,
         key=directory.name,
         directory=directory,
         data=data,
         original=load_record(directory, "original", 0),
-        retrained=tuple(load_record(directory, *job[:2]) for job in jobs[1:]),
+        retrained=tuple(load_record(directory, s.role, s.index) for s in specs[1:]),
         seconds_this_build=time.perf_counter() - started,
     )
-    return FederatedReferences(refs=refs, setup=setup, server_state=directory / SERVER_STATE_FILE)
+    return FederatedReferences(refs=refs, setup=setup, server_state=state_path)
 
 
-def _build_federated(
+def train_federated_task(
     preset: Preset,
     setup: Federated,
     data: EvalData,
-    directory: Path,
-    role: str,
-    index: int,
-    seed: int,
-    shards: list[torch.Tensor],
+    spec: ModelSpec,
+    shards: tuple[torch.Tensor, ...],
     rounds: int,
+    state: dict[str, torch.Tensor] | None,
+    *,
     device: torch.device,
-) -> None:
-    """Train (or finish measuring) one FedAvg model; files in the standard references' layout."""
-    weights = weights_path(directory, role, index)
-    timing = directory / f"{weights.stem}.timing.json"
-    state_path = directory / SERVER_STATE_FILE
-    needs_state = role == "original" and not state_path.exists()
-    if weights.exists() and not needs_state:
-        model = load_model(preset.arch, weights, device)
-        train_seconds = (
-            json.loads(timing.read_text())["train_seconds"] if timing.exists() else float("nan")
-        )
-    else:
-        torch.manual_seed(seed)
-        model = build_model(preset.arch).to(device)
-        started = time.perf_counter()
-        server = fedavg_train(
-            model,
-            data.train.images,
-            data.train.labels,
-            shards,
-            preset.retrain_recipe if role == "retrained" else preset.original_recipe,
-            rounds,
-            setup.local_epochs,
-            seed,
-            device,
-            kept_rounds=setup.kept_rounds if role == "original" else 0,
-        )
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_seconds = time.perf_counter() - started
-        atomic_write_json(timing, {"train_seconds": train_seconds})
-        if role == "original":
-            atomic_torch_save(server, state_path)
-        atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-    measured = measure_model(model, data, device)
-    atomic_write_json(
-        metrics_path(directory, role, index),
-        {
-            "role": role,
-            "index": index,
-            "seed": seed,
-            "weights": weights.name,
-            "forget_confidences": measured["forget_confidences"].tolist(),
-            "retain_accuracy": measured["retain_accuracy"],
-            "test_accuracy": measured["test_accuracy"],
-            "forget_accuracy": measured["forget_accuracy"],
-            "train_seconds": train_seconds,
-            "device": str(device),
-        },
+) -> dict[str, Any]:
+    """Train one FedAvg model (or, given its weights, only measure it); what the driver stores.
+
+    Touches no file, so it runs the same here or on a worker: the original's
+    server state comes back under ``server`` (None for the others), the rest as
+    ``references.write_reference_model`` stores it.
+    """
+    if state is not None:
+        model = build_model(preset.arch)
+        model.load_state_dict(state)
+        model.to(device)
+        return {**model_output(model, data, device, None, None, trainer=TRAINER), "server": None}
+    torch.manual_seed(spec.seed)
+    model = build_model(preset.arch).to(device)
+    started = time.perf_counter()
+    server = fedavg_train(
+        model,
+        data.train.images,
+        data.train.labels,
+        list(shards),
+        preset.retrain_recipe if spec.role == "retrained" else preset.original_recipe,
+        rounds,
+        setup.local_epochs,
+        spec.seed,
+        device,
+        kept_rounds=setup.kept_rounds if spec.role == "original" else 0,
     )
+    synchronize(device)
+    seconds = time.perf_counter() - started
+    output = model_output(model, data, device, cpu_state(model), seconds, trainer=TRAINER)
+    return {**output, "server": server if spec.role == "original" else None}
 
 
 def _copy_model(model: nn.Module, device: torch.device) -> nn.Module:

@@ -24,22 +24,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from local_eval.cache import atomic_write_json, cache_dir, options_key
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
+from local_eval.scoring.executors import Executor, LocalExecutor
 from local_eval.scoring.presets import Preset, model_options
 from local_eval.scoring.references import (
     CACHE_FORMAT,
     EvalData,
     ModelRecord,
+    ModelSpec,
     References,
-    build_reference_model,
     build_references,
     load_eval_data,
     load_record,
-    metrics_path,
+    make_models,
     retrained_seed,
 )
 from local_eval.scoring.scenarios import SCORE, Board, Column, Prepared, Step, ratio_columns
@@ -106,20 +106,27 @@ def request_references(
     device: torch.device | None = None,
     data: EvalData | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
+    ensemble: int = 1,
 ) -> tuple[RequestPlan, list[References]]:
     """The reference models after each request, training whatever is missing.
 
     ``References`` number j holds models retrained without requests 0..j, whose
     forget confidences are on ``plan.served(j)`` in that order. The last one is
-    the preset's standard references, reordered to those columns.
+    the preset's standard references, reordered to those columns. Every missing
+    model is a task of ``executor`` (default: here, on ``device``).
     """
-    device = device or default_device()
+    executor = executor or LocalExecutor(device or default_device())
     data = data or load_eval_data(preset)
     plan = plan_requests(data, k, preset.seed)
-    standard = build_references(preset, device=device, data=data, progress=progress)
+    standard = build_references(
+        preset, data=data, progress=progress, executor=executor, ensemble=ensemble
+    )
     result = []
     for j in range(k - 1):
-        result.append(_intermediate_references(preset, data, plan, j, standard, device, progress))
+        result.append(
+            _intermediate_references(preset, data, plan, j, standard, executor, ensemble, progress)
+        )
     result.append(_reordered(standard, plan.served(k - 1)))
     return plan, result
 
@@ -136,8 +143,17 @@ class Requests:
     def make_argument(self) -> str:
         return f"REQUESTS={self.k}"
 
-    def prepare(self, preset: Preset, device: Any = None, progress: bool = True) -> Prepared:
-        plan, refs = request_references(preset, self.k, device=device, progress=progress)
+    def prepare(
+        self,
+        preset: Preset,
+        device: Any = None,
+        progress: bool = True,
+        executor: Executor | None = None,
+        ensemble: int = 1,
+    ) -> Prepared:
+        plan, refs = request_references(
+            preset, self.k, device=device, progress=progress, executor=executor, ensemble=ensemble
+        )
         data = refs[-1].data
         steps = []
         for j, step_refs in enumerate(refs):
@@ -218,7 +234,8 @@ def _intermediate_references(
     plan: RequestPlan,
     j: int,
     standard: References,
-    device: torch.device,
+    executor: Executor,
+    ensemble: int,
     progress: bool,
 ) -> References:
     served = plan.served(j)
@@ -236,30 +253,18 @@ def _intermediate_references(
         atomic_write_json(manifest, options)
     step_data = dataclasses.replace(data, forget=served)
     count = 2 * preset.n_models
-    missing = [i for i in range(count) if not metrics_path(directory, "retrained", i).exists()]
     started = time.perf_counter()
-    bar = tqdm(
-        total=count,
-        initial=count - len(missing),
-        desc=f"request {j + 1} references ({preset.name})",
-        unit="model",
-        disable=not progress,
+    make_models(
+        preset,
+        step_data,
+        directory,
+        [ModelSpec("retrained", i, retrained_seed(preset, i)) for i in range(count)],
+        lambda role: train_indices,
+        executor,
+        ensemble,
+        progress,
+        f"request {j + 1} references ({preset.name})",
     )
-    with bar:
-        for i in missing:
-            build_reference_model(
-                preset,
-                step_data,
-                directory,
-                "retrained",
-                i,
-                retrained_seed(preset, i),
-                preset.retrain_recipe,
-                train_indices,
-                device,
-                progress,
-            )
-            bar.update(1)
     return References(
         preset=preset,
         key=directory.name,

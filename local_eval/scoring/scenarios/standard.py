@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from local_eval.scoring.executors import Executor
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.references import build_references
 from local_eval.scoring.scenarios import SCORE, Board, Column, Prepared, Step, ratio_columns
@@ -18,8 +19,17 @@ class Standard:
     make_argument = ""
     companion = None
 
-    def prepare(self, preset: Preset, device: Any = None, progress: bool = True) -> Prepared:
-        refs = build_references(preset, device=device, progress=progress)
+    def prepare(
+        self,
+        preset: Preset,
+        device: Any = None,
+        progress: bool = True,
+        executor: Executor | None = None,
+        ensemble: int = 1,
+    ) -> Prepared:
+        refs = build_references(
+            preset, device=device, progress=progress, executor=executor, ensemble=ensemble
+        )
         return Prepared(
             steps=(Step(refs=refs, given=refs.data),), record={}, reuse={"references_key": refs.key}
         )
