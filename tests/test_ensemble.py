@@ -87,7 +87,7 @@ def test_ensemble_records_say_which_trainer_made_them(ensemble_refs):
 def test_a_recipe_the_ensemble_cannot_vectorise_is_refused_naming_its_fields(tmp_path, monkeypatch):
     monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path))
     preset = dataclasses.replace(
-        get_preset("smoke", {"n_models": 2}), retrain_recipe=ORGANISERS_RETRAIN_RECIPE
+        get_preset("smoke", {"n_models": 3}), retrain_recipe=ORGANISERS_RETRAIN_RECIPE
     )
     with pytest.raises(EvalError, match=r"--ensemble 2: .*optimizer='adam'.*drop --ensemble"):
         build_references(preset, device=CPU, progress=False, ensemble=2)

@@ -17,6 +17,7 @@ from local_eval.errors import EvalError
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import get_preset
 from local_eval.scoring.references import load_eval_data
+from local_eval.scoring.runner import run_plan, unlearning_run_task
 from local_eval.scoring.scenarios import federated
 from local_eval.scoring.scenarios.federated import (
     Federated,
@@ -198,6 +199,21 @@ def test_server_state_reaches_the_method_during_the_runs_only(tiny, tmp_path):
     assert len(ServerSide.seen) == tiny.n_models
     assert all(state is not None and state["n_clients"] == 2 for state in ServerSide.seen)
     assert SCENARIO_ENV not in os.environ
+
+
+def test_a_run_reads_the_server_state_shipped_with_it_not_the_drivers_file(tiny):
+    """Workers of another machine share no disk: the run carries the file's content."""
+    prepared = Federated(clients=2).prepare(tiny, torch.device("cpu"), progress=False)
+    plan = run_plan(ServerSide, {}, tiny, prepared)
+    stored = federated_references(tiny, Federated(clients=2), progress=False).server_state
+    hidden = stored.with_name("hidden-" + stored.name)
+    ServerSide.seen = []
+    stored.rename(hidden)
+    try:
+        unlearning_run_task(plan, 0, False, device=torch.device("cpu"))
+    finally:
+        hidden.rename(stored)
+    assert ServerSide.seen[0] is not None and ServerSide.seen[0]["n_clients"] == 2
 
 
 def test_result_records_the_federation_and_is_written_under_the_presets_federated_folder(

@@ -113,7 +113,7 @@ def finetune_runs(built):
 
 
 def test_reference_build_on_the_cluster_spreads_over_more_than_one_node(built):
-    refs, executor = built["ray"]
+    _, executor, _ = built["ray"]
     assert len(executor.nodes) == 1 + 2 * PRESET.n_models
     assert len(set(executor.nodes.values())) > 1
 

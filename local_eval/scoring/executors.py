@@ -56,14 +56,15 @@ class TaskLabel:
 class Task:
     """``fn(*args, device=...)``: a module-level function, so Ray can ship it by reference.
 
-    ``size`` is how many models the task makes (an ensemble makes several), which
-    is what the progress bar counts.
+    ``size`` is how many ``unit`` the task makes (an ensemble makes several
+    models), which is what the progress bar counts.
     """
 
     label: TaskLabel
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     size: int = 1
+    unit: str = "model"
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def _progress_bar(tasks: Sequence[Task], desc: str, progress: bool, initial: int
         total=initial + sum(task.size for task in tasks),
         initial=initial,
         desc=desc,
-        unit="model",
+        unit=tasks[0].unit if tasks else "model",
         disable=not progress,
     )
 

@@ -196,6 +196,7 @@ def serve(
             TaskLabel(f"{method_cls.name} run", (i,), (preset.seed + i,)),
             unlearning_run_task,
             (plan, i, False),
+            unit="run",
         )
         for i in range(preset.n_models)
     ]
