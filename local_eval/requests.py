@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 
 from local_eval import evaluate as scoring
 from local_eval.cache import atomic_write_json, cache_dir, options_key, repo_root
+from local_eval.cache_integrity import cache_folder
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
 from local_eval.evaluate import (
@@ -52,12 +54,13 @@ from local_eval.references import (
     EvalData,
     ModelRecord,
     References,
+    build_once,
     build_reference_model,
     build_references,
+    entry_ready,
     load_eval_data,
     load_record,
     measure_model,
-    metrics_path,
     retrained_seed,
 )
 from methods.base import BaseMethod
@@ -446,13 +449,13 @@ def _intermediate_references(
         "served": served.tolist(),
     }
     directory = Path(cache_dir()) / MODE / options_key(options)
-    directory.mkdir(parents=True, exist_ok=True)
+    cache_folder(directory)
     manifest = directory / "manifest.json"
     if not manifest.exists():
         atomic_write_json(manifest, options)
     step_data = dataclasses.replace(data, forget=served)
     count = 2 * preset.n_models
-    missing = [i for i in range(count) if not metrics_path(directory, "retrained", i).exists()]
+    missing = [i for i in range(count) if not entry_ready(directory, "retrained", i)]
     started = time.perf_counter()
     bar = tqdm(
         total=count,
@@ -463,18 +466,11 @@ def _intermediate_references(
     )
     with bar:
         for i in missing:
-            build_reference_model(
-                preset,
-                step_data,
-                directory,
-                "retrained",
-                i,
-                retrained_seed(preset, i),
-                preset.retrain_recipe,
-                train_indices,
-                device,
-                progress,
-            )
+            build_once(directory, "retrained", i, partial(
+                build_reference_model,
+                preset, step_data, directory, "retrained", i, retrained_seed(preset, i),
+                preset.retrain_recipe, train_indices, device, progress,
+            ))  # fmt: skip
             bar.update(1)
     return References(
         preset=preset,
