@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from local_eval.errors import EvalError
 from local_eval.presets import get_preset
 from local_eval.references import build_references, references_dir
 from local_eval.training import Recipe
+from tests.disk_faults import disk_full_after, refuse_under
 
 ONE_EPOCH = Recipe(epochs=1, lr=0.05, batch_size=32, augment=False)
 CPU = torch.device("cpu")
@@ -70,19 +70,6 @@ def trained(monkeypatch):
 
     monkeypatch.setattr(references, "train_model", counting)
     return seeds
-
-
-def refuse_under(folder: Path, monkeypatch) -> None:
-    """Creating files or folders under ``folder`` fails as on a read-only mount (even as root)."""
-    for name in ("open", "mkdir"):
-        real = getattr(os, name)
-
-        def refusing(path, *args, _real=real, **kwargs):
-            if str(path).startswith(str(folder)):
-                raise PermissionError(errno.EACCES, "Permission denied", str(path))
-            return _real(path, *args, **kwargs)
-
-        monkeypatch.setattr(os, name, refusing)
 
 
 def cache_lines(captured: str) -> list[str]:
@@ -181,12 +168,7 @@ def test_full_disk_during_a_checkpoint_write_leaves_no_partial_file_and_the_next
     target.unlink()
     (refs_dir / "retrained_0003.json").unlink()
     real_save = torch.save
-
-    def disk_full(obj, path, *args, **kwargs):
-        Path(path).write_bytes(b"PK\x03\x04 half a checkpoint")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(cache.torch, "save", disk_full)
+    monkeypatch.setattr(cache.torch, "save", disk_full_after(b"PK\x03\x04 half"))
     with pytest.raises(EvalError) as caught:
         build_references(tiny_preset, device=CPU, progress=False)
     message = str(caught.value)
