@@ -18,6 +18,7 @@ lock file for the message shown while waiting.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -35,6 +36,7 @@ from local_eval.cache import atomic_write_json, write_failure
 from local_eval.errors import EvalError
 
 HASH_KEY = "weights_sha256"
+WRITE_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 
 # (path, size, mtime_ns) -> sha256: a leaderboard loads the same references many times.
 _hashes: dict[tuple[str, int, int], str] = {}
@@ -216,6 +218,8 @@ def ensure_entry(
             try:
                 build()
             except OSError as error:
+                if error.errno not in WRITE_ERRORS:
+                    raise
                 raise EvalError(unwritable_message(record.parent, error)) from error
             stored = _repair(record, weights, required)
         if stored is None:
