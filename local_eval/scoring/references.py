@@ -14,6 +14,7 @@ import json
 import statistics
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
+from local_eval.cache_integrity import (
+    cache_folder,
+    ensure_entry,
+    load_verified,
+    verified_record,
+)
 from local_eval.data.datasets import ImageDataset, load_dataset, load_pooled_dataset, subset_dataset
 from local_eval.data.splits import (
     CompetitionSplit,
@@ -38,6 +45,8 @@ from local_eval.scoring.training import evaluate_accuracy, predict_logits, train
 
 # Bump when the stored metrics change meaning, so old caches are not mixed in.
 CACHE_FORMAT = 1
+RECORD_KEYS = ("seed", "weights", "forget_confidences", "retain_accuracy", "test_accuracy",
+               "forget_accuracy", "train_seconds", "device")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -197,7 +206,7 @@ def build_references(
     device = device or default_device()
     data = data or load_eval_data(preset)
     directory = references_dir(preset)
-    directory.mkdir(parents=True, exist_ok=True)
+    cache_folder(directory)
     manifest = directory / "manifest.json"
     if not manifest.exists():
         atomic_write_json(manifest, {"cache_format": CACHE_FORMAT, **model_options(preset)})
@@ -213,7 +222,7 @@ def build_references(
         )
         for i in range(2 * preset.n_models)
     ]
-    missing = [job for job in jobs if not metrics_path(directory, job[0], job[1]).exists()]
+    missing = [job for job in jobs if not entry_ready(directory, job[0], job[1])]
     started = time.perf_counter()
     bar = tqdm(
         total=len(jobs),
@@ -224,9 +233,10 @@ def build_references(
     )
     with bar:
         for role, index, seed, recipe, indices in missing:
-            build_reference_model(
-                preset, data, directory, role, index, seed, recipe, indices, device, progress
-            )
+            build_once(directory, role, index, partial(
+                build_reference_model,
+                preset, data, directory, role, index, seed, recipe, indices, device, progress,
+            ))  # fmt: skip
             bar.update(1)
     records = [load_record(directory, role, index) for role, index, *_ in jobs]
     return References(
@@ -333,8 +343,21 @@ def build_reference_model(
     )
 
 
+def entry_ready(directory: Path, role: str, index: int) -> bool:
+    """Record and weights present, and the weights are the ones the record was measured on."""
+    paths = metrics_path(directory, role, index), weights_path(directory, role, index)
+    return verified_record(*paths, RECORD_KEYS) is not None
+
+
+def build_once(directory: Path, role: str, index: int, build) -> None:
+    """Run ``build`` unless the entry is (or, after waiting for another process, becomes) ready."""
+    paths = metrics_path(directory, role, index), weights_path(directory, role, index)
+    ensure_entry(*paths, RECORD_KEYS, build)
+
+
 def load_record(directory: Path, role: str, index: int) -> ModelRecord:
-    stored = _read_json(metrics_path(directory, role, index))
+    paths = metrics_path(directory, role, index), weights_path(directory, role, index)
+    stored = load_verified(*paths, RECORD_KEYS)
     return ModelRecord(
         role=role,
         index=index,
@@ -366,8 +389,9 @@ def _partial_path(directory: Path, role: str, index: int) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # missing or cut short: only a timing, measured again
         return None
-    return json.loads(path.read_text())
 
 

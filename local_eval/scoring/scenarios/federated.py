@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
+from local_eval.cache_integrity import cache_folder, entry_lock
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
 from local_eval.scoring.models import build_model
@@ -43,6 +45,8 @@ from local_eval.scoring.references import (
     CACHE_FORMAT,
     EvalData,
     References,
+    build_once,
+    entry_ready,
     load_eval_data,
     load_model,
     load_record,
@@ -276,12 +280,12 @@ def federated_references(
         "kept_rounds": setup.kept_rounds,
     }
     directory = Path(cache_dir()) / MODE / options_key(options)
-    directory.mkdir(parents=True, exist_ok=True)
+    cache_folder(directory)
     if not (directory / "manifest.json").exists():
         atomic_write_json(directory / "manifest.json", options)
     jobs = [("original", 0, preset.seed, True)]
     jobs += [("retrained", i, retrained_seed(preset, i), False) for i in range(2 * preset.n_models)]
-    missing = [job for job in jobs if not metrics_path(directory, job[0], job[1]).exists()]
+    missing = [job for job in jobs if not entry_ready(directory, job[0], job[1])]
     if not (directory / SERVER_STATE_FILE).exists() and jobs[0] not in missing:
         missing.insert(0, jobs[0])
     started = time.perf_counter()
@@ -295,9 +299,15 @@ def federated_references(
     with bar:
         for role, index, seed, with_forget in missing:
             shards = client_shards(data, setup.clients, preset.seed, with_forget)
-            _build_federated(
-                preset, setup, data, directory, role, index, seed, shards, rounds, device
-            )
+            build = partial(
+                _build_federated,
+                preset, setup, data, directory, role, index, seed, shards, rounds, device,
+            )  # fmt: skip
+            if entry_ready(directory, role, index):  # only the server state is missing
+                with entry_lock(metrics_path(directory, role, index)):
+                    build()
+            else:
+                build_once(directory, role, index, build)
             bar.update(1)
     refs = References(
         preset=preset,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from local_eval.cache import atomic_write_json, cache_dir, options_key
+from local_eval.cache_integrity import cache_folder
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
 from local_eval.scoring.presets import Preset, model_options
@@ -35,11 +37,12 @@ from local_eval.scoring.references import (
     EvalData,
     ModelRecord,
     References,
+    build_once,
     build_reference_model,
     build_references,
+    entry_ready,
     load_eval_data,
     load_record,
-    metrics_path,
     retrained_seed,
 )
 from local_eval.scoring.scenarios import SCORE, Board, Column, Prepared, Step, ratio_columns
@@ -230,13 +233,13 @@ def _intermediate_references(
         "served": served.tolist(),
     }
     directory = Path(cache_dir()) / MODE / options_key(options)
-    directory.mkdir(parents=True, exist_ok=True)
+    cache_folder(directory)
     manifest = directory / "manifest.json"
     if not manifest.exists():
         atomic_write_json(manifest, options)
     step_data = dataclasses.replace(data, forget=served)
     count = 2 * preset.n_models
-    missing = [i for i in range(count) if not metrics_path(directory, "retrained", i).exists()]
+    missing = [i for i in range(count) if not entry_ready(directory, "retrained", i)]
     started = time.perf_counter()
     bar = tqdm(
         total=count,
@@ -247,18 +250,11 @@ def _intermediate_references(
     )
     with bar:
         for i in missing:
-            build_reference_model(
-                preset,
-                step_data,
-                directory,
-                "retrained",
-                i,
-                retrained_seed(preset, i),
-                preset.retrain_recipe,
-                train_indices,
-                device,
-                progress,
-            )
+            build_once(directory, "retrained", i, partial(
+                build_reference_model,
+                preset, step_data, directory, "retrained", i, retrained_seed(preset, i),
+                preset.retrain_recipe, train_indices, device, progress,
+            ))  # fmt: skip
             bar.update(1)
     return References(
         preset=preset,
