@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from builder.errors import BuildError
+from builder.errors import USER_CODE_ERRORS, BuildError, describe
 from builder.kaggle_names import DATASET_SLUG_LENGTH, slugify, truncate_slug
 
 KAGGLE_INPUT_ROOT = "/kaggle/input"
@@ -171,9 +171,9 @@ def _run_builder(method_cls: type, build, scratch: Path) -> list[Path]:
     """Run ``build_assets`` in a scratch folder so a failure leaves nothing in the output."""
     try:
         build(str(scratch))
-    except Exception as error:
+    except USER_CODE_ERRORS as error:
         raise BuildError(
-            f"{method_cls.__name__}.build_assets() failed with {type(error).__name__}: {error}. "
+            f"{method_cls.__name__}.build_assets() failed with {describe(error)}. "
             "Fix the function; it must write its files into the folder it is given."
         ) from error
     entries = sorted(scratch.iterdir())

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import BuildError
+from builder.errors import USER_CODE_ERRORS, BuildError, describe
 from builder.module_index import parse_source
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -90,9 +90,9 @@ def _from_path(path: Path, class_name: str | None) -> MethodTarget:
             if str(path.parent.resolve()) not in sys.path:
                 sys.path.append(str(path.parent.resolve()))
             spec.loader.exec_module(module)
-    except Exception as exc:  # the user's module failed while importing
+    except USER_CODE_ERRORS as exc:  # the user's module failed while importing
         raise BuildError(
-            f"{path}: importing the method file failed with {type(exc).__name__}: {exc}. "
+            f"{path}: importing the method file failed with {describe(exc)}. "
             "The file must import cleanly (only torch, torchvision and methods.* are available)."
         ) from None
     base = _base_method()

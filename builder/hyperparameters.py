@@ -11,7 +11,7 @@ import ast
 import inspect
 from collections.abc import Mapping
 
-from builder.errors import BuildError
+from builder.errors import USER_CODE_ERRORS, BuildError, describe
 
 _LITERAL_TYPES = (bool, int, float, complex, str, bytes, type(None))
 
@@ -49,10 +49,10 @@ def instantiate(cls: type, overrides: Mapping[str, object]) -> object:
     init_args = {k: v for k, v in overrides.items() if k in accepted}
     try:
         instance = new_method(cls, **init_args)
-    except Exception as exc:
+    except USER_CODE_ERRORS as exc:
         raise BuildError(
             f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in init_args.items())}) failed with "
-            f"{type(exc).__name__}: {exc}. Hyperparameters need defaults so the class can be "
+            f"{describe(exc)}. Hyperparameters need defaults so the class can be "
             "built without arguments."
         ) from None
     for name, value in overrides.items():

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,12 @@ CREDENTIALS_HELP = (
     "set KAGGLE_USERNAME and KAGGLE_KEY, or save the token file from kaggle.com > Settings > API "
     "as ~/.kaggle/kaggle.json (chmod 600), or set KAGGLE_API_TOKEN"
 )
+
+
+TIMEOUT_ENV = "UNLEARNKIT_KAGGLE_TIMEOUT"
+DEFAULT_TIMEOUT_S = 1800.0
+RATE_LIMIT_ATTEMPTS = 4
+RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"
 
 
 class KaggleCommandFailed(BuildError):
@@ -68,17 +75,80 @@ def format_command(args: Sequence[str], program: str = "kaggle") -> str:
     return shlex.join([program, *args])
 
 
+def command_timeout() -> float:
+    """Seconds one CLI call may take (``UNLEARNKIT_KAGGLE_TIMEOUT``): uploads of big assets are slow."""
+    value = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        return float(value) if value else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise BuildError(
+            f"{TIMEOUT_ENV}={value!r} is not a number of seconds; unset it or give e.g. 1800."
+        ) from None
+
+
 def run_kaggle(args: Sequence[str]) -> CommandOutput:
-    """Run the CLI with the caller's environment; stdout and stderr are kept together."""
-    completed = subprocess.run(
-        [kaggle_executable(), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    """Run the CLI with the caller's environment; stdout and stderr are kept together.
+
+    The CLI sets no timeout of its own, so an unresponsive server would hang the
+    push forever: the call is bounded by :func:`command_timeout`.
+    """
+    executable, timeout = kaggle_executable(), command_timeout()
+    try:
+        completed = subprocess.run(
+            [executable, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise KaggleCommandFailed(
+            f"`{format_command(args)}` got no answer from Kaggle within {timeout:.0f} s (network "
+            f"down, or Kaggle slow); nothing was changed here: run `make submit PUSH=1` again, "
+            f"which resumes, or allow more time with {TIMEOUT_ENV}=SECONDS."
+        ) from None
+    except OSError as error:  # removed or made non-executable since it was found
+        raise BuildError(
+            f"the kaggle command-line tool at {executable} cannot be run ({error.strerror}); "
+            "reinstall it with `pip install kaggle` in the project's virtual environment."
+        ) from None
     return CommandOutput(completed.returncode, completed.stdout)
+
+
+def retrying(
+    runner: Runner,
+    sleep: Callable[[float], None] = time.sleep,
+    attempts: int = RATE_LIMIT_ATTEMPTS,
+    first_delay_s: float = 5.0,
+    max_delay_s: float = 60.0,
+) -> Runner:
+    """``runner``, run again with doubling pauses while Kaggle answers 429 (rate limited).
+
+    A rate-limited request was refused before it did anything, so repeating it is
+    safe even for uploads; after ``attempts`` tries the refusal is reported.
+    """
+
+    def run(args: Sequence[str]) -> CommandOutput:
+        waited = 0.0
+        delay = first_delay_s
+        for attempt in range(1, attempts + 1):
+            result = runner(args)
+            if failure_kind(result.output) != "rate_limited":
+                return result
+            if attempt == attempts:
+                break
+            sleep(delay)
+            waited += delay
+            delay = min(delay * 2, max_delay_s)
+        raise KaggleCommandFailed(
+            f"Kaggle kept refusing `{format_command(args)}` as rate limited (429) after {attempts} "
+            f"tries over {waited:.0f} s; wait a few minutes, then run `make submit PUSH=1` again "
+            "(it resumes)."
+        )
+
+    return run
 
 
 def credential_source() -> str | None:
@@ -146,11 +216,79 @@ def _fail(
     )
 
 
-def _check_auth(args: Sequence[str], result: CommandOutput) -> None:
-    """Turn the CLI's page of sign-up instructions into one line naming the fix."""
-    if "Authentication required" in result.output or "401 Client Error" in result.output:
+# What the CLI prints for each kind of refusal (kaggle 2.x adds a hint under the
+# server's message; requests' own wording covers answers without a JSON body).
+_SIGNATURES = (
+    ("unauthorized", re.compile(r"Authentication required|401 Client Error|\bUnauthorized\b")),
+    ("forbidden", re.compile(r"You don't have access to this resource|403 Client Error|\bForbidden\b")),
+    ("not_found", re.compile(r"The resource was not found|404 Client Error|Could not find competition")),
+    ("rate_limited", re.compile(r"You have been rate limited|429 Client Error|Too Many Requests")),
+    ("server_error", re.compile(r"problem on Kaggle's side|\b5\d\d Server Error")),
+    ("not_json", re.compile(
+        r"Expecting value: line \d+|JSONDecodeError|Unterminated string|Extra data: line \d+"
+        r"|Expecting property name"
+    )),  # fmt: skip
+    ("conflict", re.compile(r"409 Client Error|\bConflict\b")),
+)
+
+
+def failure_kind(output: str) -> str | None:
+    """Which refusal the CLI's output reports, or None when it reports none of them."""
+    for kind, pattern in _SIGNATURES:
+        if pattern.search(output):
+            return kind
+    return None
+
+
+def _server_message(output: str) -> str:
+    """The server's own sentence: the first line, above the CLI's hint."""
+    for line in output.strip().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Warning:", "Looks like you're using")):
+            return line[:200]
+    return "(no output)"
+
+
+def _refusal(args: Sequence[str], result: CommandOutput, not_found: str = "") -> None:
+    """Raise one line naming the command, what Kaggle said and what to do; None if unclassified."""
+    kind = failure_kind(result.output)
+    command = f"`{format_command(args)}`"
+    said = _server_message(result.output)
+    resume = "run `make submit PUSH=1` again (it resumes)"
+    if kind == "unauthorized":
         raise KaggleCommandFailed(
-            f"Kaggle did not accept your credentials for `{format_command(args)}`: {CREDENTIALS_HELP}."
+            f"Kaggle did not accept your credentials for {command} (401): {CREDENTIALS_HELP}."
+        )
+    if kind == "forbidden":
+        raise KaggleCommandFailed(
+            f"Kaggle refused {command} (403: {said}): accept the competition's rules at "
+            f"{RULES_URL} with the account of your credentials, and check that the kernel's "
+            "owner (--owner, KAGGLE_USERNAME) is that account."
+        )
+    if kind == "not_found":
+        raise KaggleCommandFailed(
+            f"Kaggle found nothing for {command} (404: {said}): "
+            + (not_found or f"check the names in it, and that you joined {RULES_URL}")
+            + "."
+        )
+    if kind == "server_error":
+        raise KaggleCommandFailed(
+            f"Kaggle's servers failed on {command} ({said}); nothing is wrong on your side: "
+            f"wait a little, then {resume}."
+        )
+    if kind == "not_json":
+        raise KaggleCommandFailed(
+            f"Kaggle's answer to {command} was not JSON ({said}): a proxy, firewall or outage "
+            f"page answered instead of Kaggle's API; check the connection, then {resume}."
+        )
+    if kind == "rate_limited":
+        raise KaggleCommandFailed(
+            f"Kaggle refused {command} as rate limited (429); wait a few minutes, then {resume}."
+        )
+    if kind == "conflict":
+        raise KaggleCommandFailed(
+            f"Kaggle refused {command} as a conflict (409: {said}): something with that name "
+            f"already exists or is being changed; wait a minute, then {resume}."
         )
 
 
@@ -158,11 +296,12 @@ def dataset_exists(runner: Runner, dataset_id: str) -> bool:
     """True when Kaggle knows the dataset (so a new version is needed, not a create)."""
     args = dataset_status_args(dataset_id)
     result = runner(args)
-    if result.returncode == 0:
+    kind = failure_kind(result.output)
+    if result.returncode == 0 and kind is None:
         return True
-    _check_auth(args, result)
-    if "not found" in result.output.lower() or "404" in result.output:
+    if kind == "not_found" or (kind is None and "not found" in result.output.lower()):
         return False
+    _refusal(args, result)
     raise _fail("checking the assets dataset", args, result)
 
 
@@ -170,10 +309,11 @@ def dataset_status(runner: Runner, dataset_id: str) -> str:
     """``ready``, ``failed``, ... or ``missing`` while a just-created dataset is not listed yet."""
     args = dataset_status_args(dataset_id)
     result = runner(args)
-    if result.returncode != 0:
-        _check_auth(args, result)
-        if "not found" in result.output.lower() or "404" in result.output:
+    kind = failure_kind(result.output)
+    if result.returncode != 0 or kind is not None:
+        if kind == "not_found" or (kind is None and "not found" in result.output.lower()):
             return "missing"
+        _refusal(args, result)
         raise _fail("checking the assets dataset", args, result)
     return result.output.strip().splitlines()[-1].strip().lower() if result.output.strip() else ""
 
@@ -185,7 +325,10 @@ def upload_dataset(runner: Runner, args: Sequence[str]) -> str:
     """Run ``datasets create``/``version``; the CLI reports some refusals with exit 0."""
     result = runner(args)
     if result.returncode != 0 or not _DATASET_OK.search(result.output):
-        _check_auth(args, result)
+        _refusal(
+            args, result,
+            not_found="the assets dataset is not on Kaggle (yet): check `kaggle datasets list --mine`",
+        )  # fmt: skip
         raise _fail("uploading the assets dataset", args, result)
     return result.output
 
@@ -228,9 +371,17 @@ def parse_kernel_version(output: str) -> int:
 def push_kernel(runner: Runner, kernel_dir: Path) -> int:
     args = kernel_push_args(kernel_dir)
     result = runner(args)
-    if result.returncode != 0:
-        _check_auth(args, result)
-        raise _fail("pushing the notebook", args, result)
+    if result.returncode != 0 or failure_kind(result.output) is not None:  # it may exit 0
+        _refusal(
+            args, result,
+            not_found=(
+                f"the notebook names a data source Kaggle does not know: the competition "
+                f"{COMPETITION} (join it and accept its rules at {RULES_URL}) or the assets "
+                "dataset (check `kaggle datasets status <owner>/<slug>`)"
+            ),
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise _fail("pushing the notebook", args, result)
     return parse_kernel_version(result.output)
 
 
@@ -243,7 +394,10 @@ def kernel_status(runner: Runner, kernel_id: str) -> str:
     result = runner(args)
     match = _STATUS.search(result.output)
     if result.returncode != 0 or match is None:
-        _check_auth(args, result)
+        _refusal(
+            args, result,
+            not_found=f"Kaggle has no notebook {kernel_id}: push it first (`make submit PUSH=1`)",
+        )  # fmt: skip
         raise _fail("reading the notebook's status", args, result)
     return match.group(1).lower()
 
@@ -251,7 +405,14 @@ def kernel_status(runner: Runner, kernel_id: str) -> str:
 def submit_to_competition(runner: Runner, kernel_id: str, version: int, message: str) -> str:
     args = competition_submit_args(kernel_id, version, message)
     result = runner(args)
-    if result.returncode != 0:
-        _check_auth(args, result)
-        raise _fail("submitting to the competition", args, result)
+    if result.returncode != 0 or failure_kind(result.output) is not None:
+        _refusal(
+            args, result,
+            not_found=(
+                f"the competition {COMPETITION} or the notebook {kernel_id} version {version}: "
+                f"join the competition and accept its rules at {RULES_URL}"
+            ),
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise _fail("submitting to the competition", args, result)
     return result.output

@@ -157,9 +157,9 @@ def submit(
             echo(f"  {line}")
         return SubmitResult(result, tuple(commands))
 
-    quiet_run = runner or kaggle_cli.run_kaggle
-    run = _echoing(quiet_run, echo)
     waits = waits or Waits()
+    quiet_run = kaggle_cli.retrying(runner or kaggle_cli.run_kaggle, sleep=waits.sleep)
+    run = _echoing(quiet_run, echo)
     commands: list[str] = []
     action = None
     if assets_dir is not None and result.dataset_id is not None:
@@ -172,7 +172,16 @@ def submit(
         )
         action = "version" if exists else "create"
         echo(f"$ {show(upload)}")
-        kaggle_cli.upload_dataset(run, upload)
+        try:
+            kaggle_cli.upload_dataset(run, upload)
+        except KaggleCommandFailed as failure:
+            if exists or not _exists_after_all(quiet_run, result.dataset_id, failure):
+                raise
+            # An earlier push created it and Kaggle had not listed it yet: add a version instead.
+            upload = kaggle_cli.dataset_version_args(assets_dir, f"{message}: assets update")
+            action = "version"
+            echo(f"The assets dataset exists after all; $ {show(upload)}")
+            kaggle_cli.upload_dataset(run, upload)
         commands.append(show(upload))
         _wait_for_dataset(quiet_run, result.dataset_id, waits, echo)
     echo(f"$ {show(push_args)}")
@@ -195,11 +204,21 @@ def submit(
 _PROGRESS = re.compile(r"\d+%\|")
 
 
+def _exists_after_all(run: Runner, dataset_id: str, failure: KaggleCommandFailed) -> bool:
+    """Whether a dataset whose creation was just refused is on Kaggle (a conflict, not a fault)."""
+    try:
+        return kaggle_cli.dataset_exists(run, dataset_id)
+    except KaggleCommandFailed:
+        raise failure from None
+
+
 def _echoing(runner: Runner, echo: Callable[[str], None]) -> Runner:
     """Show what the CLI said (minus progress bars): its URLs and warnings matter to the user."""
 
     def run(args):
         output = runner(args)
+        if output.returncode != 0 or kaggle_cli.failure_kind(output.output) is not None:
+            return output  # the failure is reported in one line by the caller
         for line in output.output.replace("\r", "\n").splitlines():
             if line.strip() and not _PROGRESS.search(line):
                 echo(f"  {line.rstrip()}")

@@ -7,6 +7,7 @@ inside the subcommands so that ``methods`` or ``notebook`` answer quickly.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,9 +24,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BuildError, EvalError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        print(f"error: {_disk_message(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+# Permission and disk-full errors: the user's machine, not a bug, so no traceback.
+DISK_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_message(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free some disk space and run again"
+    else:
+        advice = "make that folder writable (or work in a copy you own) and run again"
+    return f"cannot write{where} ({exc.strerror}): {advice}."
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ folder) that a later run would mistake for a finished one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from local_eval.errors import EvalError
 
 CACHE_ENV = "UNLEARNKIT_CACHE"
 
@@ -54,17 +57,35 @@ def _temporary_sibling(path: Path) -> Iterator[Path]:
     rename within one filesystem, which is atomic.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise EvalError(write_failure(path, error)) from error
     os.close(handle)
     tmp = Path(name)
-    tmp.chmod(_umasked(0o666))
     try:
+        tmp.chmod(_umasked(0o666))
         yield tmp
         os.replace(tmp, path)
+    except OSError as error:  # a full disk or a folder made read-only under us
+        tmp.unlink(missing_ok=True)
+        raise EvalError(write_failure(path, error)) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_failure(path: Path, error: OSError) -> str:
+    """One line saying why ``path`` could not be written and what to do about it."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free some disk space and run again"
+    else:
+        advice = "make the folder writable and run again"
+    if Path(path).resolve().is_relative_to(cache_dir().resolve()):
+        advice += f" (or point {CACHE_ENV} at another folder)"
+    return f"cannot write {path} ({reason}): {advice}; nothing half-written was left behind."
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
@@ -100,11 +121,17 @@ def atomic_directory(path: Path | str) -> Iterator[Path]:
     folder is complete, so a failed rebuild keeps the previous version intact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    tmp.chmod(_umasked(0o777))
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as error:
+        raise EvalError(write_failure(path, error)) from error
+    try:
+        tmp.chmod(_umasked(0o777))
         yield tmp
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise EvalError(write_failure(path, error)) from error
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

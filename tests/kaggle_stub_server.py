@@ -41,6 +41,22 @@ class Recorded:
         return json.loads(self.body or b"{}")
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: a status with a JSON payload, or a raw body (an outage page)."""
+
+    status: int
+    payload: dict | None = None
+    body: bytes | None = None
+    content_type: str = "application/json"
+    delay_s: float = 0.0
+
+
+def error_reply(status: int, message: str) -> Reply:
+    """What Kaggle's API sends for a refusal: ``{"code": ..., "message": ...}``."""
+    return Reply(status, {"code": status, "message": message})
+
+
 @dataclass
 class StubKaggle:
     """Scripted answers; every request is kept in ``requests`` in arrival order."""
@@ -52,6 +68,11 @@ class StubKaggle:
     kernel_statuses: list[str] = field(default_factory=lambda: ["COMPLETE"])
     requests: list[Recorded] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)
+    scripted: dict[str, list[Reply]] = field(default_factory=dict)
+
+    def script(self, rpc_name: str, *replies: Reply) -> None:
+        """Answer the next calls of ``rpc_name`` (e.g. ``SaveKernel``) with ``replies``, in order."""
+        self.scripted.setdefault(rpc_name, []).extend(replies)
 
     def __enter__(self) -> StubKaggle:
         stub = self
@@ -68,9 +89,14 @@ class StubKaggle:
                 return item
 
             def _reply(self, status: int, payload: dict | None = None) -> None:
-                data = json.dumps(payload or {}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self._send(Reply(status, payload))
+
+            def _send(self, reply: Reply) -> None:
+                if reply.delay_s and stub._closing.wait(reply.delay_s):
+                    return
+                data = reply.body if reply.body is not None else json.dumps(reply.payload or {}).encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -86,17 +112,23 @@ class StubKaggle:
 
             def do_POST(self) -> None:
                 item = self._record()
+                queued = stub.scripted.get(item.rpc.rsplit("/", 1)[-1])
+                if queued:
+                    self._send(queued.pop(0))
+                    return
                 status, payload = stub.answer(item.rpc, item.json())
                 self._reply(status, payload)
 
             do_GET = do_POST
 
+        self._closing = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -62,3 +62,36 @@ def test_file_without_method_class_is_reported():
 def test_unknown_method_name_lists_the_registered_ones():
     with pytest.raises(BuildError, match="unknown method 'nope'.*finetune"):
         resolve_target("nope")
+
+
+EXITING_METHOD = '''
+import sys
+
+from methods.base import BaseMethod
+{module_exit}
+
+class Exiting(BaseMethod):
+    name = "exiting"
+
+    def __init__(self, lr: float = 0.1):
+        {init_exit}
+        self.lr = lr
+
+    def run(self, net, retain_loader, forget_loader, val_loader):
+        net.eval()
+'''
+
+
+@pytest.mark.parametrize(
+    "module_exit, init_exit",
+    [("sys.exit(3)", "pass"), ("", "raise SystemExit(3)")],
+    ids=["on-import", "in-init"],
+)
+def test_method_file_that_calls_exit_is_refused_in_one_line(tmp_path, module_exit, init_exit):
+    path = tmp_path / "exiting.py"
+    path.write_text(EXITING_METHOD.format(module_exit=module_exit, init_exit=init_exit))
+    with pytest.raises(BuildError) as caught:
+        extract_unlearning(resolve_target(str(path)))
+    message = str(caught.value)
+    assert "SystemExit (exit(3) was called)" in message
+    assert "\n" not in message

@@ -23,6 +23,7 @@ from torchvision.models import resnet18
 from local_eval.errors import EvalError
 from local_eval.replica.dryrun import DryRunFailed, check_submission, dry_run
 from local_eval.replica.kernel import ensure_kernel, kernel_dir
+from tests.competition_input import write_competition_input
 
 PARAMETERS = """\
 DATA_DIR = "/kaggle/input/neurips-2023-machine-unlearning"
@@ -120,11 +121,8 @@ def save_state(state: dict, path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def mock_input(tmp_path_factory) -> Path:
-    """The smallest competition input the contract notebook reads: the original model."""
-    folder = tmp_path_factory.mktemp("mock")
-    torch.manual_seed(0)
-    save_state(resnet18(weights=None, num_classes=10).state_dict(), folder / "original_model.pth")
-    return folder
+    """The smallest competition input (the contract notebook reads only its original model)."""
+    return write_competition_input(tmp_path_factory.mktemp("mock"))
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +18,17 @@ import pytest
 
 from builder.assets import assets_slug
 from builder.errors import BuildError
-from builder.kaggle_cli import KaggleCommandFailed, kaggle_executable
+from builder.kaggle_cli import CommandOutput, KaggleCommandFailed, kaggle_executable, push_kernel
 from builder.kernel_metadata import COMPETITION, kernel_slug
 from builder.submit import Waits, submit
 from tests.kaggle_stub_server import (
     CLEARED_VARIABLES,
     STUB_KEY,
     STUB_USERNAME,
+    Reply,
     StubKaggle,
     basic_auth,
+    error_reply,
 )
 from tests.packaging_fixtures import PlainMethod, dry_run_notebook, method_producing
 
@@ -243,3 +246,154 @@ def test_missing_credentials_stop_before_any_request(stub, tmp_path, monkeypatch
     with pytest.raises(BuildError, match="KAGGLE_USERNAME and KAGGLE_KEY"):
         push("plain_method", PlainMethod, tmp_path, with_assets=False, owner="alice")
     assert stub.requests == []
+
+
+# --- the server refuses, fails or does not answer: one line each, nothing lost -------------
+
+RULES = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"
+
+
+class Sleeps(list):
+    """A ``Waits.sleep`` that records the pauses instead of taking them."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def refused(root: Path, with_assets: bool = False, **options) -> tuple[str, list[str]]:
+    """Push and return the one-line failure and the lines shown before it."""
+    lines: list[str] = []
+    name, cls = ("producing", method_producing("producing", ASSET_BYTES)) if with_assets else (
+        "plain_method", PlainMethod
+    )
+    notebook = dry_run_notebook(name, root / "subs", with_assets=with_assets)
+    with pytest.raises(KaggleCommandFailed) as caught:
+        submit(
+            name, notebook_path=notebook, method_cls=cls, out_root=root / "subs", push=True,
+            echo=lines.append, waits=options.pop("waits", NO_WAIT), **options,
+        )  # fmt: skip
+    message = str(caught.value)
+    assert "\n" not in message, message
+    assert (root / "subs" / name / "kernel" / f"{name}.ipynb").is_file()  # nothing lost
+    assert not [p for p in (root / "subs").rglob("*") if p.name.endswith((".tmp", ".old"))]
+    return message, lines
+
+
+def test_rejected_credentials_are_one_line_naming_the_fix(stub, tmp_path):
+    stub.script("SaveKernel", error_reply(401, "Unauthenticated"))
+    message, lines = refused(tmp_path)
+    assert "did not accept your credentials" in message and "KAGGLE_USERNAME" in message
+    assert not [line for line in lines if "Authentication required" in line]
+
+
+def test_forbidden_push_points_at_the_competition_rules(stub, tmp_path):
+    stub.script("SaveKernel", error_reply(403, "Permission denied"))
+    message, _ = refused(tmp_path)
+    assert "(403: Permission denied)" in message and RULES in message
+
+
+def test_push_naming_an_unknown_source_is_a_404_naming_the_competition(stub, tmp_path):
+    stub.script("SaveKernel", error_reply(404, "Competition not found"))
+    message, _ = refused(tmp_path)
+    assert "(404: Competition not found)" in message and COMPETITION in message
+
+
+def test_submission_to_a_competition_whose_rules_are_not_accepted_is_one_line(stub, tmp_path):
+    stub.script("CreateCodeSubmission", error_reply(404, "Competition not found"))
+    message, _ = refused(tmp_path, run_submit=True)
+    assert "competitions submit" in message and RULES in message
+
+
+def test_status_of_an_unknown_kernel_says_to_push_it_first(stub, tmp_path):
+    stub.script("GetKernelSessionStatus", error_reply(404, "Notebook not found"))
+    message, _ = refused(tmp_path, run_submit=True)
+    assert "has no notebook" in message and "make submit PUSH=1" in message
+
+
+def test_conflicting_push_is_one_line_with_the_servers_reason(stub, tmp_path):
+    stub.script("SaveKernel", error_reply(409, "The notebook is being saved by another request"))
+    message, _ = refused(tmp_path)
+    assert "kernels push" in message and "being saved by another request" in message
+
+
+def test_dataset_created_but_not_yet_listed_is_versioned_not_created_twice(stub, tmp_path):
+    ref = f"{STUB_USERNAME}/{assets_slug('producing')}"
+    stub.existing_datasets.add(ref)
+    stub.script("GetDatasetStatus", error_reply(404, f"dataset {ref} not found"))
+    stub.script("CreateDataset", error_reply(409, "The dataset slug is already in use"))
+    result, _ = push("producing", method_producing("producing", ASSET_BYTES), tmp_path, True)
+    assert result.dataset_action == "version"
+    assert len(stub.calls("CreateDatasetVersion")) == 1
+    assert result.kernel_version == 1
+
+
+def test_rate_limited_call_is_retried_with_growing_pauses(stub, tmp_path):
+    stub.script("SaveKernel", error_reply(429, "Too many requests"), error_reply(429, "Too many"))
+    sleeps = Sleeps()
+    notebook = dry_run_notebook("plain_method", tmp_path / "subs", with_assets=False)
+    result = submit(
+        "plain_method", notebook_path=notebook, method_cls=PlainMethod, out_root=tmp_path / "subs",
+        push=True, echo=lambda line: None, waits=Waits(poll_s=0.0, sleep=sleeps),
+    )  # fmt: skip
+    assert result.kernel_version == 1
+    assert stub.rpc_names().count("SaveKernel") == 3
+    assert sleeps == [5.0, 10.0]
+
+
+def test_rate_limiting_that_does_not_stop_gives_up_after_bounded_retries(stub, tmp_path):
+    stub.script("SaveKernel", *[error_reply(429, "Too many requests")] * 6)
+    sleeps = Sleeps()
+    message, _ = refused(tmp_path, waits=Waits(poll_s=0.0, sleep=sleeps))
+    assert "rate limited (429) after 4 tries" in message
+    assert sleeps == [5.0, 10.0, 20.0]
+    assert stub.rpc_names().count("SaveKernel") == 4
+
+
+def test_server_error_says_it_is_kaggles_side_and_that_a_rerun_resumes(stub, tmp_path):
+    stub.script("SaveKernel", error_reply(503, "Service unavailable"))
+    message, _ = refused(tmp_path)
+    assert "Kaggle's servers failed" in message and "resumes" in message
+
+
+def test_outage_page_instead_of_json_is_one_line(stub, tmp_path):
+    page = Reply(200, body=b"<html><body>Service unavailable</body></html>", content_type="text/html")
+    stub.script("GetDatasetStatus", page)
+    message, _ = refused(tmp_path, with_assets=True)
+    assert "was not JSON" in message and "datasets status" in message
+
+
+def test_server_that_does_not_answer_is_a_timeout_not_a_hang(stub, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNKIT_KAGGLE_TIMEOUT", "3")
+    stub.script("SaveKernel", Reply(200, {}, delay_s=60))
+    message, _ = refused(tmp_path)
+    assert "no answer from Kaggle within 3 s" in message and "UNLEARNKIT_KAGGLE_TIMEOUT" in message
+
+
+def test_cli_missing_from_path_is_one_line_before_any_request(stub, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
+    notebook = dry_run_notebook("plain_method", tmp_path / "subs", with_assets=False)
+    with pytest.raises(BuildError) as caught:
+        submit(
+            "plain_method", notebook_path=notebook, method_cls=PlainMethod,
+            out_root=tmp_path / "subs", push=True, echo=lambda line: None, waits=NO_WAIT,
+        )  # fmt: skip
+    assert "\n" not in str(caught.value) and "pip install kaggle" in str(caught.value)
+    assert stub.requests == []
+
+
+def test_push_that_failed_after_the_dataset_was_created_resumes_with_a_version(stub, tmp_path):
+    stub.script("SaveKernel", error_reply(500, "Internal error"))
+    message, _ = refused(tmp_path, with_assets=True)
+    assert "Kaggle's servers failed" in message
+    assert len(stub.calls("CreateDataset")) == 1
+    result, _ = push("producing", method_producing("producing", ASSET_BYTES), tmp_path, True)
+    assert result.dataset_action == "version" and result.kernel_version == 1
+    assert len(stub.calls("CreateDataset")) == 1  # not created twice
+    assert len(stub.calls("CreateDatasetVersion")) == 1
+
+
+def test_push_output_reporting_a_server_error_fails_even_with_exit_status_zero():
+    said = "Internal error\n\nThis is a problem on Kaggle's side, not with your command."
+    with pytest.raises(KaggleCommandFailed, match="Kaggle's servers failed"):
+        push_kernel(lambda args: CommandOutput(0, said), Path("kernel"))

@@ -28,6 +28,7 @@ from local_eval.cache import atomic_write_json, atomic_write_text
 from local_eval.errors import EvalError
 from local_eval.replica import kaggle_projection, state_leak
 from local_eval.replica.html_export import export_html
+from local_eval.replica.input_validation import check_competition_input
 from local_eval.replica.instrument import instrumented_copy, marker_payload
 from local_eval.replica.kernel import check_kernel_exists, ensure_kernel
 from local_eval.replica.notebook_failure import describe_failure
@@ -334,15 +335,11 @@ def _check_inputs(
         )
     if not data_dir.is_dir():
         raise EvalError(
-            f"Mock input folder {data_dir} does not exist; build it with "
-            "`local_eval.replica.mock_input.build_mock_input()` (or `make mock`) and pass its path."
+            f"Input folder {data_dir} does not exist; pass a competition-layout folder with "
+            "--data-dir, or leave it out to dry-run on the mock input."
         )
+    check_competition_input(data_dir)  # every problem, one line each, before anything runs
     empty_input = (data_dir / EMPTY_MARKER).exists()
-    if not empty_input and not (data_dir / ORIGINAL_MODEL).is_file():
-        raise EvalError(
-            f"Mock input folder {data_dir} has neither {ORIGINAL_MODEL} nor {EMPTY_MARKER}; it is not a "
-            "competition input. Rebuild it with `local_eval.replica.mock_input.build_mock_input()`."
-        )
     if assets_dir is not None and not Path(assets_dir).is_dir():
         raise EvalError(
             f"Assets folder {assets_dir} does not exist; pass the folder holding the method's `assets` files."

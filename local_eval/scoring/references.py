@@ -7,7 +7,10 @@ local scoring, so every model is cached on disk, one file each, under a key that
 hashes every option shaping it: an interrupted build resumes where it stopped and
 raising N reuses what exists. Each missing model is one task of an executor
 (:mod:`local_eval.scoring.executors`: here, or on Ray); tasks only compute, and
-this process alone writes the cache.
+this process alone writes the cache. Entries are verified before they count as
+present (:mod:`local_eval.cache_integrity`) and claimed, under their lock, before
+their tasks are dispatched, so two processes on one cache never train or write
+one model twice.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,14 @@ import torch
 from torch import nn
 
 from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
+from local_eval.cache_integrity import (
+    HASH_KEY,
+    cache_folder,
+    claim_missing,
+    file_sha256,
+    finish_entry,
+    load_verified,
+)
 from local_eval.data.datasets import ImageDataset, load_dataset, load_pooled_dataset, subset_dataset
 from local_eval.data.splits import (
     CompetitionSplit,
@@ -42,6 +54,8 @@ from local_eval.scoring.training import Recipe, evaluate_accuracy, predict_logit
 
 # Bump when the stored metrics change meaning, so old caches are not mixed in.
 CACHE_FORMAT = 1
+RECORD_KEYS = ("seed", "weights", "forget_confidences", "retain_accuracy", "test_accuracy",
+               "forget_accuracy", "train_seconds", "device")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -224,7 +238,7 @@ def build_references(
     executor = executor or LocalExecutor(device)
     data = data or load_eval_data(preset)
     directory = references_dir(preset)
-    directory.mkdir(parents=True, exist_ok=True)
+    cache_folder(directory)
     manifest = directory / "manifest.json"
     if not manifest.exists():
         atomic_write_json(manifest, {"cache_format": CACHE_FORMAT, **model_options(preset)})
@@ -265,23 +279,56 @@ def make_models(
     progress: bool,
     desc: str,
 ) -> None:
-    """Make the models of ``specs`` not yet measured in ``directory``; the driver writes each.
+    """Make the models of ``specs`` not yet (verifiably) in ``directory``; the driver writes each.
 
-    ``indices_for(role)`` gives the examples a role trains on. Raises
-    :class:`~local_eval.scoring.executors.TasksFailed` after the others finished
-    if some failed.
+    ``indices_for(role)`` gives the examples a role trains on. Every missing
+    entry is claimed (locked) here before its task is dispatched and released
+    once written, so a second process on this cache waits for it rather than
+    training it again. Raises :class:`~local_eval.scoring.executors.TasksFailed`
+    after the others finished if some failed.
     """
-    missing = [s for s in specs if not metrics_path(directory, s.role, s.index).exists()]
-    tasks = reference_tasks(
-        preset, data, directory, missing, indices_for, ensemble, progress and executor.name == "local"
+    with ExitStack() as stack:
+        claims = claim_entries(directory, specs, stack)
+        missing = [spec for spec in specs if spec in claims]
+        tasks = reference_tasks(
+            preset, data, directory, missing, indices_for, ensemble,
+            progress and executor.name == "local",
+        )  # fmt: skip
+
+        def write(task: Task, outputs: list[dict[str, Any]]) -> None:
+            label = task.label
+            for index, seed, output in zip(label.indices, label.seeds, outputs):
+                spec = ModelSpec(label.role, index, seed)
+                write_reference_model(directory, spec, output)
+                finish_claim(directory, spec, claims)
+
+        run_tasks(
+            executor, tasks, write, desc, progress=progress, initial=len(specs) - len(missing)
+        )
+
+
+def claim_entries(
+    directory: Path,
+    specs: list[ModelSpec],
+    stack: ExitStack,
+    also: Callable[[ModelSpec], bool] | None = None,
+) -> dict[ModelSpec, ExitStack]:
+    """The specs whose entry is missing or was broken (and set aside), each with its held lock."""
+    entries = [
+        (spec, metrics_path(directory, spec.role, spec.index), weights_path(directory, spec.role, spec.index))
+        for spec in specs
+    ]  # fmt: skip
+    return claim_missing(entries, RECORD_KEYS, stack, also)
+
+
+def finish_claim(directory: Path, spec: ModelSpec, claims: dict[ModelSpec, ExitStack]) -> None:
+    """Check the entry just written, then release its lock for whoever waits on it."""
+    finish_entry(
+        metrics_path(directory, spec.role, spec.index),
+        weights_path(directory, spec.role, spec.index),
+        RECORD_KEYS,
     )
-
-    def write(task: Task, outputs: list[dict[str, Any]]) -> None:
-        label = task.label
-        for index, seed, output in zip(label.indices, label.seeds, outputs):
-            write_reference_model(directory, ModelSpec(label.role, index, seed), output)
-
-    run_tasks(executor, tasks, write, desc, progress=progress, initial=len(specs) - len(missing))
+    claims.pop(spec).close()
 
 
 def reference_tasks(
@@ -422,8 +469,9 @@ def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def write_reference_model(directory: Path, spec: ModelSpec, output: dict[str, Any]) -> None:
     """Store one task output: timing, then weights, then measurements (the finished mark).
 
-    Each file is written atomically and the measurements last, so a model counts
-    as built only once everything it needs is on disk.
+    Each file is written atomically and the measurements last, with the sha256 of
+    the weights, so a model counts as built only once everything it needs is on
+    disk and matches. The caller holds the entry's claim.
     """
     role, index = spec.role, spec.index
     weights = weights_path(directory, role, index)
@@ -452,6 +500,7 @@ def write_reference_model(directory: Path, spec: ModelSpec, output: dict[str, An
             "train_seconds": train_seconds if train_seconds is not None else float("nan"),
             "device": output["device"],
             "trainer": output["trainer"],
+            HASH_KEY: file_sha256(weights),
         },
     )
 
@@ -497,7 +546,8 @@ def train_indices(data: EvalData, role: str) -> torch.Tensor:
 
 
 def load_record(directory: Path, role: str, index: int) -> ModelRecord:
-    stored = _read_json(metrics_path(directory, role, index))
+    paths = metrics_path(directory, role, index), weights_path(directory, role, index)
+    stored = load_verified(*paths, RECORD_KEYS)
     return ModelRecord(
         role=role,
         index=index,
@@ -529,8 +579,9 @@ def _partial_path(directory: Path, role: str, index: int) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # missing or cut short: only a timing, measured again
         return None
-    return json.loads(path.read_text())
 
 

@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import math
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ import torch
 from torch import nn
 
 from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
+from local_eval.cache_integrity import cache_folder
 from local_eval.devices import default_device, synchronize
 from local_eval.errors import EvalError
 from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
@@ -43,10 +45,11 @@ from local_eval.scoring.references import (
     EvalData,
     ModelSpec,
     References,
+    claim_entries,
     cpu_state,
+    finish_claim,
     load_eval_data,
     load_record,
-    metrics_path,
     model_output,
     retrained_seed,
     weights_path,
@@ -277,7 +280,8 @@ def federated_references(
     """Train whatever is missing (cached one file per model, like the standard references) and load all.
 
     Each missing model is one task of ``executor`` (default: here, on ``device``);
-    this process alone writes the cache.
+    this process alone writes the cache, each entry under the claim (lock) it took
+    before dispatching, as :func:`~local_eval.scoring.references.make_models` does.
     """
     data = data or load_eval_data(preset)
     rounds = setup.resolved_rounds(preset)
@@ -297,16 +301,58 @@ def federated_references(
         "kept_rounds": setup.kept_rounds,
     }
     directory = Path(cache_dir()) / MODE / options_key(options)
-    directory.mkdir(parents=True, exist_ok=True)
+    cache_folder(directory)
     if not (directory / "manifest.json").exists():
         atomic_write_json(directory / "manifest.json", options)
     specs = [ModelSpec("original", 0, preset.seed)]
     specs += [ModelSpec("retrained", i, retrained_seed(preset, i)) for i in range(2 * preset.n_models)]
     state_path = directory / SERVER_STATE_FILE
-    missing = [s for s in specs if not metrics_path(directory, s.role, s.index).exists()]
-    if not state_path.exists() and specs[0] not in missing:
-        missing.insert(0, specs[0])
     executor = executor or LocalExecutor(device or default_device())
+
+    def write(task: Task, output: dict[str, Any]) -> None:
+        spec = task.args[3]
+        if output["server"] is not None:
+            atomic_torch_save(output["server"], state_path)
+        write_reference_model(directory, spec, output)
+        finish_claim(directory, spec, claims)
+
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        # The original is missing too when only the server state is: it is trained again.
+        claims = claim_entries(
+            directory, specs, stack, also=lambda s: s.role == "original" and not state_path.exists()
+        )
+        missing = [spec for spec in specs if spec in claims]
+        run_tasks(
+            executor,
+            _federated_tasks(preset, setup, data, directory, missing, rounds),
+            write,
+            f"federated models ({preset.name}, {setup.clients} clients)",
+            progress=progress,
+            initial=len(specs) - len(missing),
+        )
+    refs = References(
+        preset=preset,
+        key=directory.name,
+        directory=directory,
+        data=data,
+        original=load_record(directory, "original", 0),
+        retrained=tuple(load_record(directory, s.role, s.index) for s in specs[1:]),
+        seconds_this_build=time.perf_counter() - started,
+    )
+    return FederatedReferences(refs=refs, setup=setup, server_state=state_path)
+
+
+def _federated_tasks(
+    preset: Preset,
+    setup: Federated,
+    data: EvalData,
+    directory: Path,
+    missing: list[ModelSpec],
+    rounds: int,
+) -> list[Task]:
+    """One task per missing model; cached weights travel with it unless the server state is missing."""
+    state_path = directory / SERVER_STATE_FILE
     tasks = []
     for spec in missing:
         weights = weights_path(directory, spec.role, spec.index)
@@ -322,32 +368,7 @@ def federated_references(
                 (preset, setup, data, spec, tuple(shards), rounds, state),
             )
         )
-
-    def write(task: Task, output: dict[str, Any]) -> None:
-        spec = task.args[3]
-        if output["server"] is not None:
-            atomic_torch_save(output["server"], state_path)
-        write_reference_model(directory, spec, output)
-
-    started = time.perf_counter()
-    run_tasks(
-        executor,
-        tasks,
-        write,
-        f"federated models ({preset.name}, {setup.clients} clients)",
-        progress=progress,
-        initial=len(specs) - len(missing),
-    )
-    refs = References(
-        preset=preset,
-        key=directory.name,
-        directory=directory,
-        data=data,
-        original=load_record(directory, "original", 0),
-        retrained=tuple(load_record(directory, s.role, s.index) for s in specs[1:]),
-        seconds_this_build=time.perf_counter() - started,
-    )
-    return FederatedReferences(refs=refs, setup=setup, server_state=state_path)
+    return tasks
 
 
 def train_federated_task(

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from local_eval.cache import atomic_write_json, cache_dir, options_key
+from local_eval.cache_integrity import cache_folder
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
 from local_eval.scoring.executors import Executor, LocalExecutor
@@ -247,7 +248,7 @@ def _intermediate_references(
         "served": served.tolist(),
     }
     directory = Path(cache_dir()) / MODE / options_key(options)
-    directory.mkdir(parents=True, exist_ok=True)
+    cache_folder(directory)
     manifest = directory / "manifest.json"
     if not manifest.exists():
         atomic_write_json(manifest, options)
