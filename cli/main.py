@@ -153,6 +153,14 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--forget", choices=["persons", "random"], default=None, help="forget set: whole persons (~2%%) or random 10%%")
     p.add_argument("--requests", type=int, default=None, help="serve the forget set as K sequential requests")
     p.add_argument("--federated", type=int, default=None, metavar="K", help="simulate K federated clients")
+    p.add_argument(
+        "--splits", type=int, default=1, metavar="K",
+        help="score on K independent reference sets (other forget persons, data and seeds)",
+    )
+    p.add_argument(
+        "--bootstrap", type=int, default=None, metavar="B",
+        help="bootstrap resamples of every interval (default 1000; 200 past 500 forget examples)",
+    )
 
 
 # --- subcommands ------------------------------------------------------------------
@@ -362,10 +370,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     hyperparameters = parse_overrides(args.overrides)
     scenario = _scenario(args)
-    from local_eval.boards.report import evaluate_method
+    from local_eval.boards.report import evaluate_method, evaluate_splits
 
+    if args.splits != 1:
+        evaluate_splits(
+            args.method, args.preset, args.splits, hyperparameters, scenario=scenario,
+            bootstrap=args.bootstrap, **_preset_fields(args),
+        )
+        return 0
     evaluate_method(
-        args.method, args.preset, hyperparameters, scenario=scenario, **_preset_fields(args)
+        args.method, args.preset, hyperparameters, scenario=scenario, bootstrap=args.bootstrap,
+        **_preset_fields(args),
     )
     return 0
 
@@ -373,9 +388,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
     chosen = _method_list(args.methods)
-    from local_eval.boards.leaderboard import build_leaderboard
+    if args.splits != 1:
+        from local_eval.boards.split_board import build_split_leaderboard
 
-    path = build_leaderboard(args.preset, scenario=scenario, only=chosen, **_preset_fields(args))
+        path = build_split_leaderboard(
+            args.preset, args.splits, scenario=scenario, only=chosen, bootstrap=args.bootstrap,
+            **_preset_fields(args),
+        )
+    else:
+        from local_eval.boards.leaderboard import build_leaderboard
+
+        path = build_leaderboard(
+            args.preset, scenario=scenario, only=chosen, bootstrap=args.bootstrap,
+            **_preset_fields(args),
+        )
     print(path)
     return 0
 

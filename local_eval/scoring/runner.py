@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from local_eval.devices import default_device
 from local_eval.scoring.cost import cost_summary, timed_retraining
+from local_eval.scoring.intervals import with_intervals
 from local_eval.scoring.method_calls import (
     assets_folder,
     call_method,
@@ -73,6 +74,7 @@ def score_method(
     device: torch.device | str | None = None,
     results_dir: Path | str | None = None,
     progress: bool = True,
+    bootstrap: int | None = None,
     **options: Any,
 ) -> Scored:
     """Run ``method`` N times in ``scenario`` (the competition's by default), score it, write the JSON.
@@ -80,7 +82,8 @@ def score_method(
     ``overrides`` are the method's hyperparameters (the CLI's ``--set``; strings
     are read as the default's type); ``options`` are preset fields (``data_root``,
     ``batch_format``, ``forget_mode``, ...). Builds (or resumes) the scenario's
-    reference models first.
+    reference models first. ``bootstrap`` is B, the resamples of the result's
+    intervals (``scoring.intervals``; None: its default for the forget set's size).
     """
     scenario = scenario or Standard()
     method_cls = resolve_method(method)
@@ -152,6 +155,7 @@ def score_method(
         "json_path": str(json_path),
         "plot_path": str(plot_path),
     }
+    result = with_intervals(result, refs, bootstrap)
     write_result(result, json_path)
     return Scored(result=result, unlearned=confidences, reference=references)
 

@@ -51,7 +51,14 @@ from local_eval.scoring.references import (
     retrained_seed,
     weights_path,
 )
-from local_eval.scoring.scenarios import SCORE, Board, Column, Prepared, Step, ratio_columns
+from local_eval.scoring.scenarios import (
+    INTERVAL_COLUMNS,
+    Board,
+    Column,
+    Prepared,
+    Step,
+    ratio_columns,
+)
 from local_eval.scoring.training import Recipe, train_model
 
 MODE = "federated"
@@ -116,8 +123,7 @@ class Federated:
                 f"FedAvg ({self.resolved_rounds(preset)} rounds of {self.local_epochs} local "
                 "epoch(s)); methods run on the server, and those that ask for it (`ftsu`) get the "
                 f"last {self.kept_rounds} rounds' aggregated updates and client {FORGET_CLIENT}'s "
-                f"contributions. {generated}; one FedAvg retraining takes "
-                f"{refs.retrain_seconds:.1f} s."
+                f"contributions. {generated}."
             ),
             explanation=(
                 "Score = F x retain ratio x test ratio (the competition's metric) against the FedAvg "
@@ -126,7 +132,7 @@ class Federated:
                 "N FedAvg retrained models as if they were a method."
             ),
             columns=(
-                SCORE,
+                *INTERVAL_COLUMNS,
                 *ratio_columns(),
                 Column("standard score", _companion_score),
             ),
@@ -257,6 +263,12 @@ def federated_references(
     progress: bool = True,
 ) -> FederatedReferences:
     """Train whatever is missing (cached one file per model, like the standard references) and load all."""
+    if "best_val" in (preset.original_recipe.checkpoint, preset.retrain_recipe.checkpoint):
+        raise EvalError(
+            f"Preset {preset.name!r} keeps the best-validation checkpoint, which FedAvg rounds do "
+            "not have here: score federated on a preset whose recipes keep the last epoch "
+            "(cpu, smoke, gpu)."
+        )
     device = device or default_device()
     data = data or load_eval_data(preset)
     rounds = setup.resolved_rounds(preset)
