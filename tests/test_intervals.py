@@ -10,7 +10,12 @@ import torch
 
 from local_eval.boards.leaderboard import render_board
 from local_eval.boards.report import evaluate_method
-from local_eval.scoring.intervals import default_resamples, difference_to
+from local_eval.scoring.intervals import (
+    default_resamples,
+    difference_to,
+    runs_side,
+    score_intervals,
+)
 from local_eval.scoring.scenarios.standard import Standard
 from tests.test_scenarios import PRESET, ceiling, prepared, rows
 
@@ -122,3 +127,17 @@ def test_paired_interval_changes_sign_when_the_sides_swap():
     worse = synthetic_result(6.0, 16, 20, seed=2)
     found = difference_to(leader, worse, refs, num_resamples=200)
     assert found["low"] > 0
+
+
+def test_paired_interval_from_stored_resamples_equals_resampling_again():
+    refs = synthetic_refs(16, 20)
+    sides = [synthetic_result(shift, 16, 20, seed) for shift, seed in ((0.0, 1), (1.0, 2))]
+    stored = [
+        {**side, "score": 0.0, "intervals": score_intervals(runs_side(side), refs, 200)}
+        for side in sides
+    ]
+    from_stored = difference_to(stored[1], stored[0], refs, num_resamples=200)
+    resampled = difference_to(sides[1], sides[0], refs, num_resamples=200)
+    assert (from_stored["low"], from_stored["high"]) == pytest.approx(
+        (resampled["low"], resampled["high"])
+    )

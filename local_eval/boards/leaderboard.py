@@ -26,10 +26,9 @@ from local_eval.devices import default_device
 from local_eval.errors import EvalError
 from local_eval.scoring.bootstrap import tied_with_leader
 from local_eval.scoring.intervals import (
+    ceiling_intervals,
     difference_to,
     needs_intervals,
-    records_side,
-    score_intervals,
     stored_interval,
     with_intervals,
 )
@@ -102,7 +101,7 @@ def build_leaderboard(
                 say(echo, f"{name}: failed: {exc}")
                 failures[name] = str(exc)
     ceilings = board_ceilings(prepared, bootstrap)
-    differences = differences_to_leader(rows, prepared, bootstrap)
+    differences = differences_to_leader(rows, ceilings[-1], prepared, bootstrap)
     text = render_board(
         scenario, preset, prepared, rows, ceilings, companions, failures, left_out, differences
     )
@@ -201,12 +200,15 @@ def board_ceilings(prepared: Prepared, bootstrap: int | None = None) -> list[dic
     """The retrain ceiling after each step; the final one with its intervals."""
     ceilings = [score_models(step.refs.ceiling, step.refs) for step in prepared.steps]
     refs = prepared.final
-    ceilings[-1]["intervals"] = score_intervals(records_side(refs.ceiling), refs, bootstrap)
+    ceilings[-1]["intervals"] = ceiling_intervals(refs, bootstrap)
     return ceilings
 
 
 def differences_to_leader(
-    rows: list[dict[str, Any]], prepared: Prepared, bootstrap: int | None = None
+    rows: list[dict[str, Any]],
+    ceiling: dict[str, Any],
+    prepared: Prepared,
+    bootstrap: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each row's (and the ceiling's) paired score difference to the leader, by name.
 
@@ -222,7 +224,7 @@ def differences_to_leader(
         for row in rows
         if row is not leader
     }
-    found[CEILING_LABEL] = difference_to(records_side(refs.ceiling), leader, refs, bootstrap)
+    found[CEILING_LABEL] = difference_to(ceiling, leader, refs, bootstrap)
     return {name: value for name, value in found.items() if value is not None}
 
 

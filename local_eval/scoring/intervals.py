@@ -10,7 +10,12 @@ derived data, not one of the keys a stored result must match.
 
 An interval record is ``{"score": [lo, hi], "forget_quality": [lo, hi], "level",
 "num_resamples", "seed"}``; a result holds the method's under ``intervals`` and
-the ceiling's under ``ceiling.intervals``.
+the ceiling's under ``ceiling.intervals``. The record also keeps the B resampled
+scores and the shapes they were drawn at (``resampled_scores``, ``shape``): the
+draws depend only on the seed and the shapes, so two records of the same shapes
+subtract into the paired difference ``bootstrap.bootstrap_difference`` would
+compute, and a board pairs every method with the leader without resampling (on a
+shared CPU one resampling of a cpu-preset result took 40-70 s at B = 1000).
 """
 
 from __future__ import annotations
@@ -20,19 +25,19 @@ from typing import Any
 
 import numpy as np
 
+from local_eval.errors import EvalError
 from local_eval.scoring.bootstrap import (
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
     Interval,
     ModelSide,
-    ScoreIntervals,
     bootstrap_difference,
-    bootstrap_score,
+    resampled_statistics,
 )
 from local_eval.scoring.references import ModelRecord, References
 
 # Past this many forget examples one resample costs N x forget epsilons per side;
-# 200 resamples keep a faithful board's intervals to seconds per method.
+# 200 resamples keep a faithful board's intervals affordable.
 LARGE_FORGET = 500
 LARGE_FORGET_RESAMPLES = 200
 BOOTSTRAP_SEED = 0
@@ -73,21 +78,40 @@ def score_intervals(
 ) -> dict[str, Any]:
     """The interval record of one side (a method's runs, or the ceiling) against ``refs``'s reference models.
 
-    Resamples forget examples and models on both sides (``bootstrap.bootstrap_score``).
+    Resamples forget examples and models on both sides with the draws and
+    percentiles of ``bootstrap.bootstrap_score``.
     """
+    if not 0 < level < 1:
+        raise EvalError(f"level={level} must lie strictly between 0 and 1 (e.g. 0.95).")
     resamples = num_resamples or default_resamples(len(refs.data.forget))
-    found = bootstrap_score(unlearned, records_side(refs.reference), resamples, level, seed)
-    return interval_record(found, resamples, seed)
-
-
-def interval_record(found: ScoreIntervals, num_resamples: int, seed: int) -> dict[str, Any]:
+    quality, score = resampled_statistics(unlearned, records_side(refs.reference), resamples, seed)
+    tail = (1 - level) / 2
     return {
-        "score": [found.score.low, found.score.high],
-        "forget_quality": [found.forget_quality.low, found.forget_quality.high],
-        "level": found.score.level,
-        "num_resamples": num_resamples,
+        "score": np.quantile(score, [tail, 1 - tail]).tolist(),
+        "forget_quality": np.quantile(quality, [tail, 1 - tail]).tolist(),
+        "level": level,
+        "num_resamples": resamples,
         "seed": seed,
+        "shape": [*np.shape(unlearned.confidences), len(refs.reference)],
+        "resampled_scores": score.tolist(),
     }
+
+
+_CEILINGS: dict[tuple, dict[str, Any]] = {}
+
+
+def ceiling_intervals(
+    refs: References,
+    num_resamples: int | None = None,
+    level: float = DEFAULT_LEVEL,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """The retrain ceiling's record, computed once per references (and column order) in a process."""
+    forget = refs.data.forget.numpy().tobytes()
+    key = (refs.key, forget, len(refs.reference), num_resamples, level, seed)
+    if key not in _CEILINGS:
+        _CEILINGS[key] = score_intervals(records_side(refs.ceiling), refs, num_resamples, level, seed)
+    return _CEILINGS[key]
 
 
 def needs_intervals(result: dict[str, Any], num_resamples: int | None = None) -> bool:
@@ -117,10 +141,7 @@ def with_intervals(
     return {
         **result,
         "intervals": score_intervals(unlearned, refs, num_resamples, level, seed),
-        "ceiling": {
-            **result["ceiling"],
-            "intervals": score_intervals(records_side(refs.ceiling), refs, num_resamples, level, seed),
-        },
+        "ceiling": {**result["ceiling"], "intervals": ceiling_intervals(refs, num_resamples, level, seed)},
     }
 
 
@@ -134,8 +155,8 @@ def stored_interval(row: dict[str, Any]) -> Interval | None:
 
 
 def difference_to(
-    result: dict[str, Any] | ModelSide,
-    other: dict[str, Any] | ModelSide,
+    result: dict[str, Any],
+    other: dict[str, Any],
     refs: References,
     num_resamples: int | None = None,
     level: float = DEFAULT_LEVEL,
@@ -143,23 +164,39 @@ def difference_to(
 ) -> dict[str, Any] | None:
     """Paired score difference ``result`` minus ``other`` on ``refs``'s reference models.
 
-    Either side is a result or a ``ModelSide`` (the ceiling's models). Returns
-    ``{"estimate", "low", "high", "level", "num_resamples"}``, or None when either
-    side lacks per-run confidences or the two were scored at different N.
+    Either is a result or a ceiling's dict. From the two interval records'
+    resampled scores when both kept them at the same shapes and seed (the same
+    draws, so exactly ``bootstrap_difference``'s interval), else by
+    ``bootstrap_difference`` on the runs' confidences. Returns ``{"estimate",
+    "low", "high", "level", "num_resamples"}``, or None when a side has neither
+    or the two were scored at different N.
     """
-    a, b = _side(result), _side(other)
+    tail = (1 - level) / 2
+    mine, theirs = result.get("intervals") or {}, other.get("intervals") or {}
+    if (
+        "resampled_scores" in mine
+        and "resampled_scores" in theirs
+        and all(mine.get(k) == theirs.get(k) for k in ("num_resamples", "seed", "shape"))
+        and mine["seed"] == seed
+        and num_resamples in (None, mine["num_resamples"])
+    ):
+        paired = np.asarray(mine["resampled_scores"]) - np.asarray(theirs["resampled_scores"])
+        low, high = np.quantile(paired, [tail, 1 - tail])
+        estimate = float(result["score"]) - float(other["score"])
+        return _difference(estimate, low, high, level, mine["num_resamples"])
+    a, b = runs_side(result), runs_side(other)
     if a is None or b is None or np.shape(a.confidences) != np.shape(b.confidences):
         return None
     resamples = num_resamples or default_resamples(len(refs.data.forget))
     found = bootstrap_difference(a, b, records_side(refs.reference), resamples, level, seed)
+    return _difference(found.score.estimate, found.score.low, found.score.high, level, resamples)
+
+
+def _difference(estimate: float, low: float, high: float, level: float, resamples: int) -> dict[str, Any]:
     return {
-        "estimate": found.score.estimate,
-        "low": found.score.low,
-        "high": found.score.high,
+        "estimate": float(estimate),
+        "low": float(low),
+        "high": float(high),
         "level": level,
         "num_resamples": resamples,
     }
-
-
-def _side(result: dict[str, Any] | ModelSide) -> ModelSide | None:
-    return result if isinstance(result, ModelSide) else runs_side(result)

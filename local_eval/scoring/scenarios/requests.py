@@ -202,7 +202,7 @@ class Requests:
             ),
             columns=(
                 *(_after(j) for j in range(k - 1)),
-                Column(f"after {k} [lo, hi]", score_cell),
+                Column(f"after {k}", score_cell),
                 TIED,
                 VS_LEADER,
                 *ratio_columns("F (final)"),
