@@ -57,10 +57,10 @@ submit: setup
 	$(CLI) submit $(METHOD) $(SET_ARGS) $(if $(PUSH),--push,)
 
 eval: setup
-	$(CLI) eval $(METHOD) $(SET_ARGS) --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),) $(EXEC_ARGS)
+	$(CLI) eval $(METHOD) $(SET_ARGS) --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),) $(if $(SPLITS),--splits $(SPLITS),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
 
 leaderboard: setup
-	$(CLI) leaderboard --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(METHODS),--methods $(METHODS),) $(if $(N),--n-models $(N),) $(EXEC_ARGS)
+	$(CLI) leaderboard --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(METHODS),--methods $(METHODS),) $(if $(N),--n-models $(N),) $(if $(SPLITS),--splits $(SPLITS),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
 
 tune: setup
 	$(CLI) tune $(METHOD) --preset $(PRESET) --trials $(TRIALS) $(if $(SPACE),--space "$(SPACE)",) $(if $(WORKERS),--workers $(WORKERS),) $(if $(N),--n-models $(N),) $(if $(SEED),--seed $(SEED),) $(if $(FRESH),--fresh,)

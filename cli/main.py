@@ -189,6 +189,14 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
         "--ensemble", type=int, default=1, metavar="M",
         help="train M retrained reference models per task as one vectorised ensemble",
     )
+    p.add_argument(
+        "--splits", type=int, default=1, metavar="K",
+        help="score on K independent reference sets (other forget persons, data and seeds)",
+    )
+    p.add_argument(
+        "--bootstrap", type=int, default=None, metavar="B",
+        help="bootstrap resamples of every interval (default 1000; 200 past 500 forget examples)",
+    )
 
 
 # --- subcommands ------------------------------------------------------------------
@@ -402,13 +410,29 @@ def _executor(args: argparse.Namespace):
     )
 
 
+def _splits_run_locally(args: argparse.Namespace) -> None:
+    """``--splits`` scores each split in this process; say so rather than ignore an executor."""
+    if args.executor != "local" or args.ensemble != 1:
+        raise EvalError(
+            "--splits runs on the local executor only: drop --executor/--ensemble, or score each "
+            "split's preset on Ray one at a time."
+        )
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from builder.hyperparameters import parse_overrides
 
     hyperparameters = parse_overrides(args.overrides)
     scenario = _scenario(args)
-    from local_eval.boards.report import evaluate_method
+    from local_eval.boards.report import evaluate_method, evaluate_splits
 
+    if args.splits != 1:
+        _splits_run_locally(args)
+        evaluate_splits(
+            args.method, args.preset, args.splits, hyperparameters, scenario=scenario,
+            bootstrap=args.bootstrap, **_preset_fields(args),
+        )
+        return 0
     executor = _executor(args)
     try:
         evaluate_method(
@@ -418,6 +442,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             scenario=scenario,
             executor=executor,
             ensemble=args.ensemble,
+            bootstrap=args.bootstrap,
             **_preset_fields(args),
         )
     finally:
@@ -428,20 +453,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
     chosen = _method_list(args.methods)
-    from local_eval.boards.leaderboard import build_leaderboard
+    if args.splits != 1:
+        from local_eval.boards.split_board import build_split_leaderboard
 
-    executor = _executor(args)
-    try:
-        path = build_leaderboard(
-            args.preset,
-            scenario=scenario,
-            only=chosen,
-            executor=executor,
-            ensemble=args.ensemble,
+        _splits_run_locally(args)
+        path = build_split_leaderboard(
+            args.preset, args.splits, scenario=scenario, only=chosen, bootstrap=args.bootstrap,
             **_preset_fields(args),
         )
-    finally:
-        executor.close()
+    else:
+        from local_eval.boards.leaderboard import build_leaderboard
+
+        executor = _executor(args)
+        try:
+            path = build_leaderboard(
+                args.preset,
+                scenario=scenario,
+                only=chosen,
+                executor=executor,
+                ensemble=args.ensemble,
+                bootstrap=args.bootstrap,
+                **_preset_fields(args),
+            )
+        finally:
+            executor.close()
     print(path)
     return 0
 

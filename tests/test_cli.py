@@ -74,3 +74,7 @@ def test_main_py_forwards_to_eval_with_a_clear_error_for_unknown_methods():
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert_one_clear_line(result, "'no_such_method'")
+
+
+def test_eval_with_zero_splits_prints_one_line():
+    assert_one_clear_line(cli("eval", "finetune", "--preset", "smoke", "--splits", "0"), "at least 1")

@@ -262,3 +262,8 @@ def test_leaderboard_names_the_registered_methods_it_left_out(tiny, tmp_path):
     ).read_text()
     left_out = text.split("not scored in this mode")[1]
     assert "`kookmin`" in left_out and "`finetune`" not in left_out
+
+
+def test_a_preset_keeping_the_best_validation_checkpoint_is_refused_in_one_line():
+    with pytest.raises(EvalError, match="best-validation checkpoint.*keep the last epoch"):
+        federated_references(get_preset("faithful"), Federated())

@@ -94,6 +94,22 @@ def table_rows(text: str) -> list[list[str]]:
     return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
 
 
+def table_columns(text: str) -> list[str]:
+    header = next(line for line in text.splitlines() if line.startswith("| rank"))
+    return [cell.strip() for cell in header.strip("|").split("|")]
+
+
+def cell(text: str, method: str, column: str) -> str:
+    """The cell of ``method``'s row under the header ``column``."""
+    row = next(row for row in table_rows(text) if row[1] == method)
+    return row[table_columns(text).index(column)]
+
+
+def number(cell_text: str) -> float:
+    """A cell's leading number (a score cell reads ``0.1234 [lo, hi]``)."""
+    return float(cell_text.split()[0])
+
+
 def test_table_is_written_to_docs_leaderboard_preset(built):
     folder, path = built
     assert path == folder / "docs" / "leaderboard-smoke.md"
@@ -105,28 +121,29 @@ def test_table_has_a_row_per_registered_method_and_the_ceiling(built):
 
 
 def test_rows_are_sorted_by_score(built):
-    scores = [float(row[2]) for row in table_rows(built[1].read_text())]
+    scores = [number(row[2]) for row in table_rows(built[1].read_text())]
     assert scores == sorted(scores, reverse=True)
 
 
 def test_rows_show_score_f_ratios_and_time_fraction(built):
     header = next(line for line in built[1].read_text().splitlines() if line.startswith("| rank"))
-    for column in ("score", "F", "retain ratio", "test ratio", "time fraction"):
+    for column in ("score [lo, hi]", "F", "retain ratio", "test ratio", "time fraction"):
         assert f"| {column} |" in header
 
 
 def test_rows_match_the_result_files(built):
     folder, path = built
     stored = json.loads((folder / "results" / "smoke" / "finetune.json").read_text())
-    row = next(row for row in table_rows(path.read_text()) if row[1] == "finetune")
-    assert float(row[2]) == pytest.approx(stored["score"], abs=5e-5)
+    assert number(cell(path.read_text(), "finetune", "score [lo, hi]")) == pytest.approx(
+        stored["score"], abs=5e-5
+    )
 
 
 def test_fastest_run_column_is_the_quickest_stored_run(built):
     folder, path = built
     stored = json.loads((folder / "results" / "smoke" / "finetune.json").read_text())
-    row = next(row for row in table_rows(path.read_text()) if row[1] == "finetune")
-    assert float(row[8]) == pytest.approx(min(run["seconds"] for run in stored["runs"]), abs=5e-3)
+    fastest = number(cell(path.read_text(), "finetune", "fastest run (s)"))
+    assert fastest == pytest.approx(min(run["seconds"] for run in stored["runs"]), abs=5e-3)
 
 
 def test_picture_is_written_beside_the_table_and_linked_from_it(built):
@@ -190,3 +207,49 @@ def test_a_board_restricted_to_some_methods_names_the_ones_left_out(rebuild):
 def test_restricting_to_an_unregistered_method_is_an_error(rebuild):
     with pytest.raises(EvalError, match="'nope': not registered"):
         build_leaderboard("smoke", only=["nope"], results_dir=rebuild, docs_dir=rebuild)
+
+
+def test_a_stored_result_without_intervals_gets_them_on_render_without_rescoring(
+    rebuild, scoring_calls
+):
+    path = rebuild / "results" / "smoke" / "finetune.json"
+    older = json.loads(path.read_text())
+    del older["intervals"], older["ceiling"]["intervals"]
+    path.write_text(json.dumps(older))
+    text = board(rebuild).read_text()
+    completed = json.loads(path.read_text())
+    assert scoring_calls == []
+    assert completed["finished_at"] == older["finished_at"]
+    low, high = completed["intervals"]["score"]
+    assert cell(text, "finetune", "score [lo, hi]").endswith(f"[{low:.4f}, {high:.4f}]")
+
+
+def test_board_gives_each_method_but_the_leader_a_paired_interval_against_it(built):
+    text = built[1].read_text()
+    names = [row[1] for row in table_rows(text) if row[1] != leaderboard.CEILING_LABEL]
+    paired = r"[+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]"
+    assert cell(text, names[0], "Δ vs leader [lo, hi]") == ""
+    assert all(re.fullmatch(paired, cell(text, name, "Δ vs leader [lo, hi]")) for name in names[1:])
+
+
+def test_board_header_says_how_the_time_fraction_was_measured(built):
+    text = built[1].read_text()
+    assert "process CPU time of each run over that of one retraining timed in the same scoring process" in text
+
+
+def test_splits_board_aggregates_each_method_over_k_splits(rebuild):
+    from local_eval.boards.split_board import build_split_leaderboard
+
+    path = build_split_leaderboard(
+        "smoke", 2, n_models=3, results_dir=rebuild / "results", docs_dir=rebuild / "docs",
+        progress=False, echo=False,
+    )
+    text = path.read_text()
+    scores = [
+        json.loads((rebuild / "results" / folder / "finetune.json").read_text())["score"]
+        for folder in ("smoke", "smoke-split1")
+    ]
+    assert path.name == "leaderboard-smoke-splits2.md"
+    assert number(cell(text, "finetune", "mean score")) == pytest.approx(sum(scores) / 2, abs=5e-5)
+    assert len(cell(text, "finetune", "ranks").split(",")) == 2
+    assert "Made with `make leaderboard PRESET=smoke SPLITS=2 N=3`" in text

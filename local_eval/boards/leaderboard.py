@@ -10,6 +10,7 @@ they still describe the same thing (``scoring.results.stored_if_current``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Callable
 from pathlib import Path
@@ -23,13 +24,22 @@ from local_eval.boards.report import evaluate_method
 from local_eval.cache import atomic_write_text, repo_root
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
+from local_eval.scoring.bootstrap import tied_with_leader
 from local_eval.scoring.executors import Executor
+from local_eval.scoring.intervals import (
+    ceiling_intervals,
+    difference_to,
+    needs_intervals,
+    stored_interval,
+    with_intervals,
+)
 from local_eval.scoring.presets import Preset, get_preset
 from local_eval.scoring.results import (
     default_results_dir,
     result_paths,
     results_folder,
     stored_if_current,
+    write_result,
 )
 from local_eval.scoring.runner import resolve_preset, score_models
 from local_eval.scoring.scenarios import Board, Prepared, Scenario, get_scenario
@@ -54,6 +64,7 @@ def build_leaderboard(
     echo: bool = True,
     executor: Executor | None = None,
     ensemble: int = 1,
+    bootstrap: int | None = None,
     **options: Any,
 ) -> Path:
     """Score (or reuse) registered methods in ``scenario`` and write ``docs/leaderboard-<folder>.md``.
@@ -69,36 +80,17 @@ def build_leaderboard(
     ``results/<folder>/<companion>/`` so the companion's own results are never
     overwritten at another N. ``executor`` and ``ensemble`` decide where reference
     models and runs are made (``scoring.executors``; default: in this process).
+    ``bootstrap`` is B for the intervals (None: the
+    default for the forget set's size; stored intervals are kept unless B differs).
     """
     scenario = scenario or Standard()
     preset = resolve_preset(preset, options, n_models)
     device = torch.device(device) if device is not None else default_device()
     results_root = Path(results_dir) if results_dir is not None else default_results_dir()
     chosen, left_out = choose_methods(only)
+    gathering = Gathering(results_root, device, rerun, progress, echo, bootstrap, executor, ensemble)
     prepared = scenario.prepare(preset, device, progress, executor=executor, ensemble=ensemble)
-    board = scenario.board(preset, prepared, "")
-
-    def score(method_cls: type[BaseMethod], where: Scenario, folder: Path) -> dict[str, Any]:
-        return evaluate_method(
-            method_cls,
-            preset,
-            scenario=where,
-            device=device,
-            results_dir=folder,
-            progress=progress,
-            echo=echo,
-            executor=executor,
-            ensemble=ensemble,
-        )
-
-    rows, failures = gather_results(
-        chosen,
-        lambda method_cls: _reused(method_cls, preset, scenario, prepared, (results_root,), rerun),
-        lambda method_cls: score(method_cls, scenario, results_root),
-        lambda name: result_paths(results_root, preset.name, name, scenario.name)[0],
-        board.doing,
-        echo,
-    )
+    rows, failures = board_results(chosen, preset, scenario, prepared, gathering)
     companions: dict[str, dict[str, Any]] = {}
     if scenario.companion is not None and with_companion and rows:
         companion = get_scenario(scenario.companion)
@@ -109,19 +101,22 @@ def build_leaderboard(
         for row in rows:
             name = row["method"]
             try:
-                companions[name] = _reused(
-                    chosen[name], preset, companion, companion_prepared, (results_root, spare), rerun
-                ) or score(chosen[name], companion, spare)
+                companions[name] = gathering.reused(
+                    chosen[name], preset, companion, companion_prepared, (results_root, spare)
+                ) or gathering.score(chosen[name], preset, companion, spare)
             except EvalError as exc:
                 say(echo, f"{name}: failed: {exc}")
                 failures[name] = str(exc)
-    ceilings = [score_models(step.refs.ceiling, step.refs) for step in prepared.steps]
-    text = render_board(scenario, preset, prepared, rows, ceilings, companions, failures, left_out)
+    ceilings = board_ceilings(prepared, bootstrap)
+    differences = differences_to_leader(rows, ceilings[-1], prepared, bootstrap)
+    text = render_board(
+        scenario, preset, prepared, rows, ceilings, companions, failures, left_out, differences
+    )
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
     stem = f"leaderboard-{results_folder(preset.name, scenario.name)}"
     plot_board(
         docs / f"{stem}.png",
-        board.picture_title,
+        board_title(scenario, preset, prepared),
         rows,
         ceilings,
         companions if scenario.companion is not None else None,
@@ -137,6 +132,117 @@ def build_leaderboard(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Gathering:
+    """How a board obtains each method's result: where results live, and how to score one."""
+
+    results_root: Path
+    device: torch.device
+    rerun: bool
+    progress: bool
+    echo: bool
+    bootstrap: int | None
+    executor: Executor | None = None
+    ensemble: int = 1
+
+    def score(
+        self, method_cls: type[BaseMethod], preset: Preset, where: Scenario, folder: Path
+    ) -> dict[str, Any]:
+        return evaluate_method(
+            method_cls,
+            preset,
+            scenario=where,
+            device=self.device,
+            results_dir=folder,
+            progress=self.progress,
+            echo=self.echo,
+            bootstrap=self.bootstrap,
+            executor=self.executor,
+            ensemble=self.ensemble,
+        )
+
+    def reused(
+        self,
+        method_cls: type[BaseMethod],
+        preset: Preset,
+        scenario: Scenario,
+        prepared: Prepared,
+        folders: tuple[Path, ...],
+    ) -> dict[str, Any] | None:
+        """The first current result of ``method_cls`` in ``scenario`` under any of ``folders``.
+
+        A current result without intervals gets them from its stored confidences
+        and is written back: nothing is rescored and the reuse rule is unchanged.
+        """
+        for folder in () if self.rerun else folders:
+            path = _json_path(folder, preset, method_cls, scenario)
+            stored = stored_if_current(path, method_cls, preset, **prepared.reuse)
+            if stored is None:
+                continue
+            if needs_intervals(stored, self.bootstrap):
+                completed = with_intervals(stored, prepared.final, self.bootstrap)
+                if completed is not stored:
+                    write_result(completed, path)
+                stored = completed
+            return stored
+        return None
+
+
+def board_results(
+    chosen: dict[str, type[BaseMethod]],
+    preset: Preset,
+    scenario: Scenario,
+    prepared: Prepared,
+    gathering: Gathering,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Every chosen method's result in ``scenario`` on ``preset`` (reused or scored), and failures."""
+    root = gathering.results_root
+    return gather_results(
+        chosen,
+        lambda method_cls: gathering.reused(method_cls, preset, scenario, prepared, (root,)),
+        lambda method_cls: gathering.score(method_cls, preset, scenario, root),
+        lambda name: result_paths(root, preset.name, name, scenario.name)[0],
+        scenario.board(preset, prepared, "").doing,
+        gathering.echo,
+    )
+
+
+def board_ceilings(prepared: Prepared, bootstrap: int | None = None) -> list[dict[str, Any]]:
+    """The retrain ceiling after each step; the final one with its intervals."""
+    ceilings = [score_models(step.refs.ceiling, step.refs) for step in prepared.steps]
+    refs = prepared.final
+    ceilings[-1]["intervals"] = ceiling_intervals(refs, bootstrap)
+    return ceilings
+
+
+def differences_to_leader(
+    rows: list[dict[str, Any]],
+    ceiling: dict[str, Any],
+    prepared: Prepared,
+    bootstrap: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Each row's (and the ceiling's) paired score difference to the leader, by name.
+
+    The leader is the best-scoring method; it has no entry, nor has a row whose
+    runs kept no confidences or were scored at another N.
+    """
+    if not rows:
+        return {}
+    refs = prepared.final
+    leader = max(rows, key=lambda row: row["score"])
+    found = {
+        row["method"]: difference_to(row, leader, refs, bootstrap)
+        for row in rows
+        if row is not leader
+    }
+    found[CEILING_LABEL] = difference_to(ceiling, leader, refs, bootstrap)
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def board_title(scenario: Scenario, preset: Preset, prepared: Prepared) -> str:
+    return scenario.board(preset, prepared, "").picture_title
+
+
 def render_board(
     scenario: Scenario,
     preset: Preset,
@@ -146,11 +252,14 @@ def render_board(
     companions: dict[str, dict[str, Any]],
     failures: dict[str, str],
     left_out: list[str] | None = None,
+    differences: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """Markdown: what the numbers stand for, then methods by (final) score with the ceiling among them.
 
     ``ceilings`` holds the retrain ceiling after each step; ``companions`` each
-    method's result in the scenario's companion, shown where its board asks.
+    method's result in the scenario's companion, shown where its board asks;
+    ``differences`` each row's paired difference to the leader (by name).
+    Rows whose score interval overlaps the leader's are marked tied.
     """
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     devices = sorted({row["device"] for row in results}) or ["(no method scored)"]
@@ -162,25 +271,106 @@ def render_board(
         "",
         board.explanation,
         "",
+        uncertainty_note(results, ceilings[-1]),
+        "",
+        cost_note(results, prepared),
+        "",
         "| rank | method | " + " | ".join(column.header for column in board.columns) + " |",
         "|---:|---|" + "---:|" * len(board.columns),
     ]
+    retraining = timed_retraining_of(results)
     ceiling_row = {
         **ceilings[-1],
         "method": CEILING_LABEL,
         "steps": ceilings,
         "time_fraction": 1.0,
-        "seconds_per_run": prepared.final.retrain_seconds,
+        "cost": {"passes_fraction": 1.0},
+        "seconds_per_run": retraining["wall_seconds"]
+        if retraining
+        else prepared.final.retrain_seconds,
     }
+    ties = ties_with_leader(results)
     rank = 0
     for row in sorted([*results, ceiling_row], key=lambda r: r["score"], reverse=True):
         is_ceiling = row["method"] == CEILING_LABEL
         rank += 0 if is_ceiling else 1
-        view = {**row, "companion": companions.get(row["method"])}
+        view = {
+            **row,
+            "companion": companions.get(row["method"]),
+            "tied": ties.get(row["method"], False),
+            "vs_leader": (differences or {}).get(row["method"]),
+        }
         cells = " | ".join(column.cell(view) for column in board.columns)
         lines.append(f"| {'' if is_ceiling else rank} | {row['method']} | {cells} |")
     lines += board_notes(failures, left_out, board.left_out_label)
     return "\n".join(lines) + "\n"
+
+
+def ties_with_leader(results: list[dict[str, Any]]) -> dict[str, bool]:
+    """Methods whose score interval overlaps the leader's (the leader included).
+
+    Empty when the leader has no interval: a tie cannot be told without it.
+    """
+    if not results:
+        return {}
+    leader = max(results, key=lambda row: row["score"])
+    if stored_interval(leader) is None:
+        return {}
+    intervals = {row["method"]: stored_interval(row) for row in results}
+    return tied_with_leader({name: iv for name, iv in intervals.items() if iv is not None})
+
+
+def uncertainty_note(results: list[dict[str, Any]], ceiling: dict[str, Any]) -> str:
+    """What the brackets mean, with the level and B the results' intervals were computed at."""
+    records = [r["intervals"] for r in [*results, ceiling] if r.get("intervals")]
+    if not records:
+        return "No intervals: these results kept no per-run forget confidences."
+    levels = sorted({f"{record['level']:.0%}" for record in records})
+    resamples = sorted({record["num_resamples"] for record in records})
+    return (
+        f"Brackets are {'/'.join(levels)} bootstrap percentile intervals (B = "
+        f"{', '.join(map(str, resamples))} resamples of the forget examples, the method's runs "
+        "and the reference models). *tied with #1*: the interval overlaps the leader's, so this "
+        "N cannot tell the two apart. *Δ vs leader*: the paired difference to the leader on the "
+        "same resamples (an interval excluding 0 says they differ)."
+    )
+
+
+# What each result's ``time_fraction_basis`` means, for the board's header.
+BASES = {
+    "cpu": "process CPU time of each run over that of one retraining timed in the same scoring "
+    "process",
+    "calibrated": "each run's wall time in units of a calibration workload timed beside it, over "
+    "the same for one retraining timed in the same scoring process",
+}
+
+
+def timed_retraining_of(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first result's timed retraining (``cost.retraining``), or None if none has one."""
+    return next((r["cost"]["retraining"] for r in results if r.get("cost")), None)
+
+
+def cost_note(results: list[dict[str, Any]], prepared: Prepared) -> str:
+    """How the time fraction was measured, with the timed retraining's seconds."""
+    timed = [r for r in results if r.get("cost")]
+    if not timed:
+        return (
+            "Time fraction: one run's mean wall time over the cached references' median training "
+            f"time ({prepared.final.retrain_seconds:.1f} s); these results predate one-run timing."
+        )
+    bases = sorted({BASES.get(r.get("time_fraction_basis"), "") for r in timed} - {""})
+    cpu = _span([r["cost"]["retraining"]["process_seconds"] for r in timed])
+    wall = _span([r["cost"]["retraining"]["wall_seconds"] for r in timed])
+    return (
+        f"Time fraction: {'; '.join(bases)} (one retraining: {cpu} s CPU, {wall} s wall). "
+        "Passes: the forward and backward example passes of one run over one retraining's, "
+        "counted exactly."
+    )
+
+
+def _span(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}"
 
 
 def choose_methods(
@@ -233,24 +423,6 @@ def gather_results(
 
 def _json_path(results_root: Path, preset: Preset, method_cls: type, scenario: Scenario) -> Path:
     return result_paths(results_root, preset.name, method_cls.name, scenario.name)[0]
-
-
-def _reused(
-    method_cls: type[BaseMethod],
-    preset: Preset,
-    scenario: Scenario,
-    prepared: Prepared,
-    folders: tuple[Path, ...],
-    rerun: bool,
-) -> dict[str, Any] | None:
-    """The first current result of ``method_cls`` in ``scenario`` under any of ``folders``."""
-    for folder in () if rerun else folders:
-        stored = stored_if_current(
-            _json_path(folder, preset, method_cls, scenario), method_cls, preset, **prepared.reuse
-        )
-        if stored is not None:
-            return stored
-    return None
 
 
 def write_board(

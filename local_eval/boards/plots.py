@@ -13,6 +13,7 @@ board gets one without code here.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,19 @@ def plot_board(
     return _score_and_cost(path, title, rows, ceilings[-1]["score"])
 
 
+def error_bars(rows: list[dict[str, Any]]) -> list[list[float]]:
+    """Matplotlib's ``[[below], [above]]`` from each row's score interval (0 where it has none).
+
+    A percentile interval can sit beside its estimate; the bar then starts at the estimate.
+    """
+    below, above = [], []
+    for row in rows:
+        low, high = (row.get("intervals") or {}).get("score", (row["score"], row["score"]))
+        below.append(max(row["score"] - low, 0.0))
+        above.append(max(high - row["score"], 0.0))
+    return [below, above]
+
+
 def _score_and_cost(
     path: Path | str, title: str, rows: list[dict[str, Any]], ceiling_score: float
 ) -> Path:
@@ -48,15 +62,20 @@ def _score_and_cost(
     bars, scatter = figure.subplots(1, 2, width_ratios=[1, 1.2])
 
     names = [row["method"] for row in ordered]
-    bars.barh(names, [row["score"] for row in ordered], color="tab:blue")
+    bars.barh(
+        names, [row["score"] for row in ordered], color="tab:blue",
+        xerr=error_bars(ordered), capsize=3, error_kw={"elinewidth": 1},
+    )
     _ceiling_line(bars.axvline, ceiling_score)
-    bars.set_xlabel("score (F x retain ratio x test ratio)")
+    bars.set_xlabel("score (F x retain ratio x test ratio), bootstrap interval")
     bars.set_title("Score")
     bars.legend(loc="lower right", fontsize=8)
 
-    for row in ordered:
+    for row, low, high in zip(ordered, *error_bars(ordered)):
         fraction = max(row["time_fraction"], 1e-4)
-        scatter.scatter(fraction, row["score"], color="tab:blue")
+        scatter.errorbar(
+            fraction, row["score"], yerr=[[low], [high]], color="tab:blue", fmt="o", capsize=3
+        )
         scatter.annotate(
             row["method"], (fraction, row["score"]), fontsize=8,
             xytext=(4, 3), textcoords="offset points",
@@ -81,7 +100,14 @@ def _score_per_step(
     axis = figure.subplots()
     steps = range(1, len(ceilings) + 1)
     for row in sorted(rows, key=lambda r: r["score"], reverse=True):
-        axis.plot(steps, [step["score"] for step in row["steps"]], marker="o", label=row["method"])
+        line = axis.plot(
+            steps, [step["score"] for step in row["steps"]], marker="o", label=row["method"]
+        )[0]
+        # The interval is the final request's: drawn on the last point.
+        axis.errorbar(
+            [len(ceilings)], [row["score"]], yerr=error_bars([row]), color=line.get_color(),
+            capsize=3,
+        )
     axis.plot(
         steps, [c["score"] for c in ceilings], color=CEILING_COLOUR, linestyle="--",
         marker="*", label="retrain ceiling",
@@ -111,7 +137,7 @@ def _score_beside_companion(
     height = 0.4
     axis.barh(
         [p + height / 2 for p in positions], [row["score"] for row in ordered], height,
-        label="federated", color="tab:blue",
+        label="federated", color="tab:blue", xerr=error_bars(ordered), capsize=3,
     )
     axis.barh(
         [p - height / 2 for p in positions],
@@ -120,6 +146,32 @@ def _score_beside_companion(
     )
     _ceiling_line(axis.axvline, ceiling_score, label="federated retrain ceiling")
     axis.set_yticks(positions, [row["method"] for row in ordered])
+    axis.set_xlabel("score")
+    axis.legend(fontsize=8, loc="lower right")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_splits(
+    path: Path | str,
+    title: str,
+    summary: dict[str, Any],
+    ceiling_scores: list[float],
+) -> Path:
+    """Each method's mean score over the splits (bar, sd as error bar) and every split's score (dots)."""
+    from matplotlib.figure import Figure
+
+    names = [name for name in reversed(list(summary))]
+    figure = Figure(figsize=(9, max(4.0, 0.4 * len(names) + 1.5)), layout="constrained")
+    axis = figure.subplots()
+    means = [summary[name].mean for name in names]
+    spreads = [0.0 if math.isnan(summary[name].std) else summary[name].std for name in names]
+    axis.barh(names, means, xerr=spreads, color="tab:blue", alpha=0.6, capsize=3, label="mean, sd")
+    for position, name in enumerate(names):
+        scores = [score for score in summary[name].scores if not math.isnan(score)]
+        axis.scatter(scores, [position] * len(scores), color="black", s=12, zorder=3)
+    axis.scatter([], [], color="black", s=12, label="one split")
+    _ceiling_line(axis.axvline, sum(ceiling_scores) / len(ceiling_scores), "mean retrain ceiling")
     axis.set_xlabel("score")
     axis.legend(fontsize=8, loc="lower right")
     figure.suptitle(title)

@@ -8,6 +8,7 @@ shows *why* F is what it is: which forget examples still look unlike retraining.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from local_eval.cache import atomic_write_bytes
 from local_eval.scoring.executors import Executor
 from local_eval.scoring.metric import max_epsilon
 from local_eval.scoring.presets import Preset
-from local_eval.scoring.runner import score_method
+from local_eval.scoring.runner import resolve_preset, score_method
 from local_eval.scoring.scenarios import COMPETITION, Scenario, scenario_of
+from local_eval.scoring.several_splits import aggregate_splits, split_presets
 from methods.base import BaseMethod
 
 PLOTTED_EXAMPLES = 4
@@ -37,6 +39,7 @@ def evaluate_method(
     echo: bool = True,
     executor: Executor | None = None,
     ensemble: int = 1,
+    bootstrap: int | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Score ``method`` in ``scenario`` (``runner.score_method``), draw its plot, print its summary.
@@ -44,6 +47,7 @@ def evaluate_method(
     Reference models and runs are tasks of ``executor`` (default: in this process),
     ``ensemble`` retrained models per task. Writes ``results/<folder>/<method>.json``
     and ``.png`` and returns the JSON's content.
+    ``bootstrap`` is B for the intervals (None: the default for the forget set's size).
     """
     scored = score_method(
         method,
@@ -56,6 +60,7 @@ def evaluate_method(
         progress=progress,
         executor=executor,
         ensemble=ensemble,
+        bootstrap=bootstrap,
         **options,
     )
     result = scored.result
@@ -72,6 +77,64 @@ def evaluate_method(
     if echo:
         print(format_summary(result))
     return result
+
+
+def evaluate_splits(
+    method: str | type[BaseMethod],
+    preset: str | Preset,
+    k: int,
+    overrides: dict[str, Any] | None = None,
+    n_models: int | None = None,
+    *,
+    scenario: Scenario | None = None,
+    device: torch.device | str | None = None,
+    results_dir: Path | str | None = None,
+    progress: bool = True,
+    echo: bool = True,
+    bootstrap: int | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Score ``method`` on K independent reference sets (``several_splits.split_presets``).
+
+    Split 0 is the preset itself (its results and references are reused); split j
+    files its result under ``results/<preset>-split<j>/``. Prints each split's
+    summary, then the mean and spread over the K.
+    """
+    base = resolve_preset(preset, options, n_models)
+    results = [
+        evaluate_method(
+            method,
+            split,
+            overrides,
+            scenario=scenario,
+            device=device,
+            results_dir=results_dir,
+            progress=progress,
+            echo=echo,
+            bootstrap=bootstrap,
+        )
+        for split in split_presets(base, k)
+    ]
+    if echo:
+        print(format_splits_summary(results))
+    return results
+
+
+def format_splits_summary(results: list[dict[str, Any]]) -> str:
+    """One line per split (its score and interval), then the mean and spread over the splits."""
+    name = results[0]["method"]
+    summary = aggregate_splits([{name: r["score"]} for r in results])[name]
+    lines = ["", f"{name} on {len(results)} splits of preset {results[0]['preset']}:"]
+    for j, result in enumerate(results):
+        record = result.get("intervals")
+        bracket = "" if record is None else f" [{record['score'][0]:.4f}, {record['score'][1]:.4f}]"
+        lines.append(
+            f"  split {j} ({result['preset']}): score {result['score']:.4f}{bracket}, "
+            f"ceiling {result['ceiling']['score']:.4f}"
+        )
+    spread = "n/a" if math.isnan(summary.std) else f"{summary.std:.4f}"
+    lines.append(f"  mean {summary.mean:.4f}, sd {spread} over the splits")
+    return "\n".join(lines)
 
 
 def score_table(result: dict[str, Any]) -> list[str]:
@@ -107,15 +170,49 @@ def format_summary(result: dict[str, Any]) -> str:
     if "steps" in result:
         lines += [*step_table(result["steps"]), ""]
     lines += score_table(result)
+    lines += ["", *interval_lines(result), *cost_lines(result)]
     lines += [
-        "",
-        f"  time per run {result['seconds_per_run']:.2f} s = {result['time_fraction']:.3f} of one "
-        f"retraining ({result['retrain_seconds']:.1f} s)",
         f"  score = F x retain ratio x test ratio; the ceiling is the best reachable at N={result['n_models']}",
     ]
     if result.get("json_path"):
         lines.append(f"  wrote {result['json_path']} and {result['plot_path']}")
     return "\n".join(lines)
+
+
+def interval_lines(result: dict[str, Any]) -> list[str]:
+    """The score's and the ceiling's bootstrap intervals, when the result has them."""
+    record = result.get("intervals")
+    if record is None:
+        return ["  no interval: the runs kept no forget confidences"]
+    ceiling = result["ceiling"].get("intervals")
+    lines = [
+        f"  score {result['score']:.4f} [{record['score'][0]:.4f}, {record['score'][1]:.4f}], "
+        f"F [{record['forget_quality'][0]:.3f}, {record['forget_quality'][1]:.3f}] "
+        f"({record['level']:.0%} bootstrap, B={record['num_resamples']})"
+    ]
+    if ceiling is not None:
+        lines.append(
+            f"  ceiling {result['ceiling']['score']:.4f} "
+            f"[{ceiling['score'][0]:.4f}, {ceiling['score'][1]:.4f}]"
+        )
+    return lines
+
+
+def cost_lines(result: dict[str, Any]) -> list[str]:
+    """Time per run, the one-run time fraction with its basis, and the passes fraction."""
+    cost = result.get("cost")
+    if cost is None:
+        return [
+            f"  time per run {result['seconds_per_run']:.2f} s = {result['time_fraction']:.3f} of "
+            f"one retraining ({result['retrain_seconds']:.1f} s)"
+        ]
+    retraining = cost["retraining"]
+    basis = "process CPU time" if result.get("time_fraction_basis") == "cpu" else "calibrated time"
+    return [
+        f"  time per run {result['seconds_per_run']:.2f} s; time fraction {result['time_fraction']:.3f} "
+        f"({basis} over one retraining timed here: {retraining['process_seconds']:.1f} s CPU, "
+        f"{retraining['wall_seconds']:.1f} s wall); passes {cost['passes_fraction']:.3f} of a retraining"
+    ]
 
 
 def step_table(steps: list[dict[str, Any]]) -> list[str]:

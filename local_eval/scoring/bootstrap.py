@@ -174,6 +174,27 @@ def bootstrap_difference(
     return ScoreIntervals(_interval(fa - fb, ra - rb, level), _interval(sa - sb, rsa - rsb, level))
 
 
+def resampled_statistics(
+    unlearned: ModelSide,
+    retrained: ModelSide,
+    num_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    resample: Sequence[str] = RESAMPLED,
+) -> tuple[np.ndarray, np.ndarray]:
+    """F and the score under each of the B seeded resamples, both shape ``[B]``.
+
+    The draws depend only on the seed and the sides' shapes, so two methods'
+    arrays at the same shapes and seed subtract into exactly the paired
+    difference ``bootstrap_difference`` computes: keep them, and a board pairs
+    any two methods without resampling again.
+    """
+    _check_sides(unlearned, retrained)
+    return _resampled(
+        unlearned, retrained, _draws(unlearned, retrained, num_resamples, seed, resample), device
+    )
+
+
 def tied_with_leader(intervals: Mapping[str, Interval]) -> dict[str, bool]:
     """Which entries are tied with the leader (highest estimate): their intervals overlap its.
 

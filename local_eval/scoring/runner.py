@@ -23,6 +23,7 @@ import torch
 from local_eval.devices import default_device
 from local_eval.scoring.cost import cost_summary, timed_retraining
 from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
+from local_eval.scoring.intervals import with_intervals
 from local_eval.scoring.method_calls import (
     asset_files,
     call_method,
@@ -86,6 +87,7 @@ def score_method(
     progress: bool = True,
     executor: Executor | None = None,
     ensemble: int = 1,
+    bootstrap: int | None = None,
     **options: Any,
 ) -> Scored:
     """Run ``method`` N times in ``scenario`` (the competition's by default), score it, write the JSON.
@@ -96,6 +98,8 @@ def score_method(
     reference models first. Reference models and runs are tasks of ``executor``
     (default: one after the other in this process), ``ensemble`` retrained models
     per task.
+    ``bootstrap`` is B, the resamples of the result's
+    intervals (``scoring.intervals``; None: its default for the forget set's size).
     """
     scenario = scenario or Standard()
     method_cls = resolve_method(method)
@@ -168,6 +172,7 @@ def score_method(
         "json_path": str(json_path),
         "plot_path": str(plot_path),
     }
+    result = with_intervals(result, refs, bootstrap)
     write_result(result, json_path)
     return Scored(result=result, unlearned=confidences, reference=references)
 

@@ -4,10 +4,10 @@ The tuner only ever calls a ``ScoreTrial``: score a method with given
 hyperparameters on reference split ``split`` (0 is the tuning split, 1 the
 held-out one no trial sees) with ``n_models`` runs and references, and return a
 ``TrialScore``. This implementation uses the current ``evaluate_method``: split
-``k`` is the preset with its seed moved by ``k * SPLIT_SEED_STRIDE``, which
-changes the training subset, the forget persons, the reference models and their
-cache key. It gives no interval and counts no passes yet (both ``None``); the
-tuner reports them as "n/a" until a scorer fills them.
+``k`` is ``several_splits.split_presets(preset, k + 1)[k]``, the project's one
+definition of another split (other training subset, forget persons, reference
+models and cache key). It returns the result's bootstrap score interval and its
+passes fraction.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ import torch
 from local_eval.boards.report import evaluate_method
 from local_eval.scoring.presets import Preset, apply_overrides
 from local_eval.scoring.references import build_references
+from local_eval.scoring.several_splits import split_presets
 from methods.base import BaseMethod
-
-# Far beyond the 2N + 1 model seeds one split uses (seed .. seed + 2N), so splits share none.
-SPLIT_SEED_STRIDE = 100_003
 
 
 class TrialScore(TypedDict):
@@ -49,7 +47,7 @@ class ScoreTrial(Protocol):
 
 def split_preset(preset: Preset, split: int) -> Preset:
     """Reference split ``split`` of ``preset``: same options, other data, persons and models."""
-    return apply_overrides(preset, {"seed": preset.seed + split * SPLIT_SEED_STRIDE})
+    return split_presets(preset, split + 1)[split]
 
 
 def make_scorer(
@@ -85,11 +83,12 @@ def make_scorer(
             echo=False,
             executor=executor,
         )
+        interval = result.get("intervals")
         return {
             "score": result["score"],
-            "interval": None,
+            "interval": tuple(interval["score"]) if interval else None,
             "time_fraction": result["time_fraction"],
-            "passes": None,
+            "passes": (result.get("cost") or {}).get("passes_fraction"),
             "ceiling": result["ceiling"]["score"],
         }
 

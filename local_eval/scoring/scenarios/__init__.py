@@ -145,13 +145,45 @@ def scenario_of(result: dict[str, Any]) -> type:
 
 
 def ratio_columns(final_f: str = "F") -> tuple[Column, ...]:
-    """F, the two ratios and the time fraction: the columns every board shows."""
+    """F, the two ratios, the time fraction and the passes: the columns every board shows."""
     return (
         Column(final_f, lambda row: f"{row['forget_quality']:.4f}"),
         Column("retain ratio", lambda row: f"{row['retain_ratio']:.3f}"),
         Column("test ratio", lambda row: f"{row['test_ratio']:.3f}"),
         Column("time fraction", lambda row: f"{row['time_fraction']:.3f}"),
+        Column("passes", _passes),
     )
 
 
-SCORE = Column("score", lambda row: f"{row['score']:.4f}")
+def score_cell(row: dict[str, Any]) -> str:
+    """``score [lo, hi]`` where the row has intervals, the score alone otherwise."""
+    record = row.get("intervals")
+    if record is None:
+        return f"{row['score']:.4f}"
+    low, high = record["score"]
+    return f"{row['score']:.4f} [{low:.4f}, {high:.4f}]"
+
+
+def _passes(row: dict[str, Any]) -> str:
+    fraction = (row.get("cost") or {}).get("passes_fraction")
+    return "" if fraction is None else f"{fraction:.3f}"
+
+
+def _tied(row: dict[str, Any]) -> str:
+    return "tied" if row.get("tied") else ""
+
+
+def _versus_leader(row: dict[str, Any]) -> str:
+    """The paired difference to the leader; blank for the leader itself and where none was computed."""
+    found = row.get("vs_leader")
+    if found is None:
+        return ""
+    return f"{found['estimate']:+.4f} [{found['low']:+.4f}, {found['high']:+.4f}]"
+
+
+SCORE = Column("score [lo, hi]", score_cell)
+# Rows whose score interval overlaps the leader's (``boards.leaderboard`` sets ``tied``),
+# and each row's paired interval against the leader on the same references (``vs_leader``).
+TIED = Column("tied with #1", _tied)
+VS_LEADER = Column("Δ vs leader [lo, hi]", _versus_leader)
+INTERVAL_COLUMNS = (SCORE, TIED, VS_LEADER)

@@ -55,7 +55,14 @@ from local_eval.scoring.references import (
     weights_path,
     write_reference_model,
 )
-from local_eval.scoring.scenarios import SCORE, Board, Column, Prepared, Step, ratio_columns
+from local_eval.scoring.scenarios import (
+    INTERVAL_COLUMNS,
+    Board,
+    Column,
+    Prepared,
+    Step,
+    ratio_columns,
+)
 from local_eval.scoring.training import Recipe, train_model
 
 MODE = "federated"
@@ -136,8 +143,7 @@ class Federated:
                 f"FedAvg ({self.resolved_rounds(preset)} rounds of {self.local_epochs} local "
                 "epoch(s)); methods run on the server, and those that ask for it (`ftsu`) get the "
                 f"last {self.kept_rounds} rounds' aggregated updates and client {FORGET_CLIENT}'s "
-                f"contributions. {generated}; one FedAvg retraining takes "
-                f"{refs.retrain_seconds:.1f} s."
+                f"contributions. {generated}."
             ),
             explanation=(
                 "Score = F x retain ratio x test ratio (the competition's metric) against the FedAvg "
@@ -146,7 +152,7 @@ class Federated:
                 "N FedAvg retrained models as if they were a method."
             ),
             columns=(
-                SCORE,
+                *INTERVAL_COLUMNS,
                 *ratio_columns(),
                 Column("standard score", _companion_score),
             ),
@@ -283,6 +289,13 @@ def federated_references(
     this process alone writes the cache, each entry under the claim (lock) it took
     before dispatching, as :func:`~local_eval.scoring.references.make_models` does.
     """
+    if "best_val" in (preset.original_recipe.checkpoint, preset.retrain_recipe.checkpoint):
+        raise EvalError(
+            f"Preset {preset.name!r} keeps the best-validation checkpoint, which FedAvg rounds do "
+            "not have here: score federated on a preset whose recipes keep the last epoch "
+            "(cpu, smoke, gpu)."
+        )
+    device = device or default_device()
     data = data or load_eval_data(preset)
     rounds = setup.resolved_rounds(preset)
     if rounds < 1 or setup.local_epochs < 1 or setup.kept_rounds < 0:

@@ -43,7 +43,16 @@ from local_eval.scoring.references import (
     make_models,
     retrained_seed,
 )
-from local_eval.scoring.scenarios import SCORE, Board, Column, Prepared, Step, ratio_columns
+from local_eval.scoring.scenarios import (
+    TIED,
+    VS_LEADER,
+    Board,
+    Column,
+    Prepared,
+    Step,
+    ratio_columns,
+    score_cell,
+)
 
 MODE = "requests"
 DEFAULT_REQUESTS = 3
@@ -200,17 +209,19 @@ class Requests:
                 f"served as {k} requests of {', '.join(str(n) for n in sizes)} images (grouped by "
                 f"{grouping}); each run serves them in order on one model, starting from the "
                 "original. After request j the model is scored on all forget images served so far "
-                f"against models retrained without them. {generated}; one retraining takes "
-                f"{final.retrain_seconds:.1f} s."
+                f"against models retrained without them. {generated}."
             ),
             explanation=(
                 "Score = F x retain ratio x test ratio after each request; the ranking uses the last "
                 "one. The retrain ceiling scores the other N retrained models of each step as if they "
-                "were a method. Time fraction is the time of all requests of one run over one "
-                "retraining."
+                "were a method; its interval, ties and the difference to the leader are those of the "
+                "final score. Time fraction and passes count all requests of one run."
             ),
             columns=(
-                *(_after(j) for j in range(k)),
+                *(_after(j) for j in range(k - 1)),
+                Column(f"after {k}", score_cell),
+                TIED,
+                VS_LEADER,
                 *ratio_columns("F (final)"),
             ),
             picture_title=f"{k} sequential requests: preset {preset.name}, N = {preset.n_models}",
@@ -226,7 +237,7 @@ class Requests:
 
 
 def _after(j: int) -> Column:
-    return Column(f"after {j + 1}", lambda row: SCORE.cell(row["steps"][j]))
+    return Column(f"after {j + 1}", lambda row: score_cell(row["steps"][j]))
 
 
 def _intermediate_references(

@@ -8,7 +8,14 @@ from typing import Any
 from local_eval.scoring.executors import Executor
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.references import build_references
-from local_eval.scoring.scenarios import SCORE, Board, Column, Prepared, Step, ratio_columns
+from local_eval.scoring.scenarios import (
+    INTERVAL_COLUMNS,
+    Board,
+    Column,
+    Prepared,
+    Step,
+    ratio_columns,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,26 +42,23 @@ class Standard:
         )
 
     def board(self, preset: Preset, prepared: Prepared, generated: str) -> Board:
-        refs = prepared.final
-        data = refs.data
+        data = prepared.final.data
         return Board(
             title=f"Leaderboard: preset `{preset.name}`",
             intro=(
                 f"Dataset `{preset.dataset}`, model `{preset.arch}`, N = {preset.n_models} unlearned "
                 f"models per method against N retrained ones; forget set {len(data.forget)} images "
                 f"({preset.forget_mode}, {preset.forget_fraction:.0%}), retain {len(data.retain)}, "
-                f"validation {len(data.val)}, test {len(data.test)}. {generated}; "
-                f"one retraining takes {refs.retrain_seconds:.1f} s."
+                f"validation {len(data.val)}, test {len(data.test)}. {generated}."
             ),
             explanation=(
                 "Score = F x retain ratio x test ratio (the competition's metric, computed locally). "
                 "The retrain ceiling scores the other N retrained models as if they were a method: "
-                "the best score reachable at this N. Time fraction is one run's mean time over one "
-                "retraining's; the fastest run is the better cost estimate when other jobs shared "
-                "the machine."
+                "the best score reachable at this N. s / run and the fastest run are wall seconds, "
+                "for scale only: other jobs on the machine lengthen them."
             ),
             columns=(
-                SCORE,
+                *INTERVAL_COLUMNS,
                 *ratio_columns(),
                 Column("s / run", lambda row: f"{row['seconds_per_run']:.2f}"),
                 Column("fastest run (s)", lambda row: f"{_fastest(row):.2f}"),

@@ -1,0 +1,190 @@
+"""A board over K independent splits: each method's mean and spread, and its rank on each split.
+
+One split's order can be luck of its forget persons, data subset and seeds: a
+method can rank first on the split it was tuned on and middling on the next.
+This board scores (or reuses) every method on K reference sets
+(``several_splits.split_presets``, split 0 being the preset itself, so its
+results are the ordinary board's) and sets side by side what a single board
+cannot show: each split's score with its interval, the mean and standard
+deviation over the splits, and the ranks split by split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from local_eval.boards.leaderboard import (
+    CEILING_LABEL,
+    Gathering,
+    board_ceilings,
+    board_notes,
+    board_results,
+    choose_methods,
+    cost_note,
+    ties_with_leader,
+    uncertainty_note,
+    write_board,
+)
+from local_eval.boards.plots import plot_splits
+from local_eval.cache import repo_root
+from local_eval.devices import default_device
+from local_eval.scoring.presets import Preset
+from local_eval.scoring.results import default_results_dir, results_folder
+from local_eval.scoring.runner import resolve_preset
+from local_eval.scoring.scenarios import Prepared, Scenario, score_cell
+from local_eval.scoring.scenarios.standard import Standard
+from local_eval.scoring.several_splits import SplitSummary, aggregate_splits, split_presets
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitRows:
+    """One split's preset, its scenario made concrete, its results, ceiling and ties."""
+
+    preset: Preset
+    prepared: Prepared
+    rows: list[dict[str, Any]]
+    ceiling: dict[str, Any]
+    ties: dict[str, bool]
+
+
+def build_split_leaderboard(
+    preset: str | Preset = "cpu",
+    k: int = 3,
+    n_models: int | None = None,
+    *,
+    scenario: Scenario | None = None,
+    only: list[str] | None = None,
+    device: torch.device | str | None = None,
+    results_dir: Path | str | None = None,
+    docs_dir: Path | str | None = None,
+    rerun: bool = False,
+    progress: bool = True,
+    echo: bool = True,
+    bootstrap: int | None = None,
+    **options: Any,
+) -> Path:
+    """Score (or reuse) methods on ``k`` splits; write ``docs/leaderboard-<folder>-splits<k>.md`` and its PNG.
+
+    Split j's results go to ``results/<preset>-split<j>[-<scenario>]/`` (split 0:
+    the preset's own folder). A scenario's companion scores are not shown here.
+    """
+    scenario = scenario or Standard()
+    base = resolve_preset(preset, options, n_models)
+    device = torch.device(device) if device is not None else default_device()
+    root = Path(results_dir) if results_dir is not None else default_results_dir()
+    chosen, left_out = choose_methods(only)
+    gathering = Gathering(root, device, rerun, progress, echo, bootstrap)
+    splits, failures = [], {}
+    for j, split in enumerate(split_presets(base, k)):
+        prepared = scenario.prepare(split, device, progress)
+        rows, failed = board_results(chosen, split, scenario, prepared, gathering)
+        failures.update({f"{name} (split {j})": message for name, message in failed.items()})
+        ceiling = board_ceilings(prepared, bootstrap)[-1]
+        splits.append(SplitRows(split, prepared, rows, ceiling, ties_with_leader(rows)))
+    summary = aggregate_splits([{row["method"]: row["score"] for row in s.rows} for s in splits])
+    text = render_split_board(scenario, base, splits, summary, failures, left_out)
+    docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
+    stem = f"leaderboard-{results_folder(base.name, scenario.name)}-splits{k}"
+    plot_splits(
+        docs / f"{stem}.png",
+        f"{scenario.board(base, splits[0].prepared, '').picture_title}, {k} splits",
+        summary,
+        [s.ceiling["score"] for s in splits],
+    )
+    make_argument = " ".join(filter(None, [scenario.make_argument, f"SPLITS={k}"]))
+    return write_board(
+        docs, stem, text, base, make_argument, list(chosen) if left_out else None, echo
+    )
+
+
+def render_split_board(
+    scenario: Scenario,
+    preset: Preset,
+    splits: list[SplitRows],
+    summary: dict[str, SplitSummary],
+    failures: dict[str, str],
+    left_out: list[str] | None = None,
+) -> str:
+    """Markdown: the scenario's header for split 0, what the splits are, then methods by mean score."""
+    k = len(splits)
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    results = [row for s in splits for row in s.rows]
+    devices = sorted({row["device"] for row in results}) or ["(no method scored)"]
+    board = scenario.board(preset, splits[0].prepared, f"Generated {today} on {', '.join(devices)}")
+    names = ", ".join(f"`{s.preset.name}`" for s in splits)
+    lines = [
+        f"# {board.title}, {k} splits",
+        "",
+        board.intro + " (Sizes are split 0's.)",
+        "",
+        f"Each split is an independent reference set: other forget persons, another training "
+        f"subset and other seeds for every model and run (presets {names}; split 0 is the preset "
+        "itself). *mean* and *sd* are over the splits' scores; *ranks* gives the rank on each "
+        "split (1 = best, equal scores share a rank); a † marks a score whose interval overlaps "
+        "that split's leader's, and *tied with #1* counts those splits. The retrain ceiling is "
+        "not ranked.",
+        "",
+        uncertainty_note(results, splits[0].ceiling),
+        "",
+        cost_note(results, splits[0].prepared),
+        "",
+        "| rank | method | mean score | sd | "
+        + " | ".join(f"split {j} [lo, hi]" for j in range(k))
+        + " | ranks | mean rank | tied with #1 |",
+        "|---:|---|" + "---:|" * (k + 5),
+    ]
+    by_split = [{row["method"]: row for row in s.rows} for s in splits]
+    ceiling_scores = [s.ceiling["score"] for s in splits]
+    entries = [(name, summary[name].mean) for name in summary]
+    entries.append((CEILING_LABEL, _mean(ceiling_scores)))
+    rank = 0
+    for name, mean in sorted(entries, key=lambda e: -_or_minus_inf(e[1])):
+        if name == CEILING_LABEL:
+            cells = [_number(mean), _number(_sd(ceiling_scores))]
+            cells += [score_cell(s.ceiling) for s in splits]
+            cells += ["", "", ""]
+            lines.append(f"|  | {name} | " + " | ".join(cells) + " |")
+            continue
+        rank += 1
+        found = summary[name]
+        cells = [_number(found.mean), _number(found.std)]
+        for j, s in enumerate(splits):
+            row = by_split[j].get(name)
+            mark = " †" if s.ties.get(name) else ""
+            cells.append("" if row is None else score_cell(row) + mark)
+        cells.append(", ".join(_rank(r) for r in found.ranks))
+        cells.append(_number(found.mean_rank, ".2f"))
+        tied = sum(bool(s.ties.get(name)) for s in splits)
+        cells.append(f"{tied}/{k}")
+        lines.append(f"| {rank} | {name} | " + " | ".join(cells) + " |")
+    lines += board_notes(failures, left_out, board.left_out_label)
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: float, spec: str = ".4f") -> str:
+    return "" if math.isnan(value) else format(value, spec)
+
+
+def _rank(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:g}"
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _sd(values: list[float]) -> float:
+    if len(values) < 2:
+        return math.nan
+    mean = _mean(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _or_minus_inf(value: float) -> float:
+    return -math.inf if math.isnan(value) else value
