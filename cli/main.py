@@ -180,7 +180,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
         "--ray-address", default=None, metavar="ADDRESS",
         help="join this Ray cluster (default: $RAY_ADDRESS, else start Ray on this machine)",
     )
-    p.add_argument("--task-cpus", type=float, default=1, help="CPUs each Ray task reserves (and uses as threads)")
+    p.add_argument("--task-cpus", type=float, default=1, help="torch threads per task on either executor (and the CPUs each Ray task reserves); "
+        "the same value gives the same figures on both")
     p.add_argument(
         "--task-gpus", type=float, default=0.25,
         help="GPU fraction each Ray task reserves where the cluster has GPUs (0.25: four models share one)",

@@ -16,8 +16,6 @@ data, plus the earlier requests' examples when there are any).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import optim
 
@@ -75,6 +73,10 @@ class AmsUnlearn(BaseMethod):
     """
 
     name = "ams_unlearn"
+    # On one request at the defaults this is ftsu without a server state, step for step
+    # (tests/test_research_methods_merge.py checks the models are bit-identical), so the
+    # standard board scores that computation once, as ftsu.
+    same_computation_as = {"standard": "ftsu"}
     # What `make tune` tries: the single-request knobs, at most a few retain epochs of cost.
     search_space = {
         "rounds": IntRange(1, 3),
@@ -122,7 +124,8 @@ class AmsUnlearn(BaseMethod):
         images, labels = collect(forget_loader, device)
         val_conf, val_labels = loader_confidences(net, val_loader, device)
         targets = quantile_targets(confidences(net, images, labels), labels, val_conf, val_labels)
-        scores = normalised(forget_gradient_scores(net, images, labels))
+        raw = forget_gradient_scores(net, images, labels)
+        scores = normalised(raw)
         if state:
             scores = [
                 s + self.saliency_decay * carried.to(device)
@@ -131,12 +134,14 @@ class AmsUnlearn(BaseMethod):
             images = torch.cat([images, state["images"].to(device)])
             labels = torch.cat([labels, state["labels"].to(device)])
             targets = torch.cat([targets, state["targets"].to(device)])
-        masks = top_fraction_masks(scores, self.saliency_fraction)
+        # A first request ranks the raw map (dividing by the total can only merge ranks), so
+        # at the defaults a single request is exactly ftsu's computation without a server.
+        masks = top_fraction_masks(scores if state else raw, self.saliency_fraction)
         perturb(net, masks, self.noise_scale)
         forget_optimizer = optim.SGD(net.parameters(), lr=self.forget_lr, momentum=self.momentum)
         retain_optimizer = optim.SGD(net.parameters(), lr=self.retain_lr, momentum=self.momentum)
         batches_per_round = max(
-            1, math.ceil(self.rehearsal_epochs * len(retain_loader) / max(self.rounds, 1))
+            1, round(self.rehearsal_epochs * len(retain_loader) / max(self.rounds, 1))
         )
         for _ in range(self.rounds):
             if len(labels):

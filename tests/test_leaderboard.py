@@ -253,3 +253,4 @@ def test_splits_board_aggregates_each_method_over_k_splits(rebuild):
     assert number(cell(text, "finetune", "mean score")) == pytest.approx(sum(scores) / 2, abs=5e-5)
     assert len(cell(text, "finetune", "ranks").split(",")) == 2
     assert "Made with `make leaderboard PRESET=smoke SPLITS=2 N=3`" in text
+

@@ -233,3 +233,28 @@ def test_an_unknown_executor_names_the_valid_ones():
 def test_a_ray_address_without_the_ray_executor_is_refused():
     with pytest.raises(EvalError, match="--executor ray"):
         make_executor("local", address="10.0.0.1:6379")
+
+
+def _thread_count(device=None) -> int:
+    return torch.get_num_threads()
+
+
+def test_the_local_executor_runs_each_task_at_the_thread_count_of_a_ray_task():
+    label = TaskLabel("probe", (0,), (0,))
+    seen = []
+    callers = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_tasks(
+            make_executor("local", cpus=1), [Task(label, _thread_count, ())],
+            lambda task, result: seen.append(result), "probes", progress=False,
+        )
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(callers)
+
+
+def test_a_non_positive_task_cpu_count_is_refused_on_the_local_executor():
+    with pytest.raises(EvalError, match="--task-cpus"):
+        make_executor("local", cpus=0)

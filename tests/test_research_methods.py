@@ -275,6 +275,35 @@ def test_progressive_saliency_stops_when_the_time_budget_is_spent():
 # --- ams_unlearn: state across requests -------------------------------------------------
 
 
+DECLARED_STANDARD_TWINS = [
+    (cls, all_method_handlers()[cls.same_computation_as["standard"]])
+    for cls in all_method_handlers().values()
+    if "standard" in getattr(cls, "same_computation_as", {})
+]
+
+
+def test_ams_unlearn_declares_it_is_ftsu_in_the_standard_setting():
+    assert (AmsUnlearn, Ftsu) in DECLARED_STANDARD_TWINS
+
+
+@pytest.mark.parametrize("twins", DECLARED_STANDARD_TWINS, ids=lambda t: f"{t[0].name}={t[1].name}")
+def test_a_declared_standard_twin_gives_bit_identical_models_at_the_defaults(twins):
+    first, second = twins
+    models = []
+    for method_class in (first, second):
+        # fresh loaders (a shuffling loader's generator moves on); 3 retain batches, so 1.5
+        # epochs is 4.5 batches and a different rounding rule would show
+        loaders = make_loaders(retain=48)
+        torch.manual_seed(0)
+        net = tiny_resnet()
+        torch.manual_seed(1)
+        method_class().run(net, *loaders)
+        ams_unlearn._STATE.clear()
+        models.append(net)
+    assert same_weights(*models)
+
+
+
 def test_ams_unlearn_leaves_state_for_the_model_it_returned():
     _, after, _ = run_method(AmsUnlearn, make_loaders())
     assert list(ams_unlearn._STATE) == [weights_fingerprint(after)]

@@ -8,8 +8,10 @@ workers need no shared disk and a task that fails costs nothing but itself.
 
 ``local`` runs tasks one after the other in this process (the default; tests and
 the smoke preset use it). ``ray`` runs each task as a Ray task with explicit
-resources; with the same seeds and thread count both give bit-identical results
-on CPU, because a task's result depends only on its arguments.
+resources. A task's result depends only on its arguments and on torch's thread
+count (CPU kernels split their sums by thread), so both executors run every task
+at the same count, one thread per CPU a task reserves (``--task-cpus``, 1 by
+default): with the same seeds they give bit-identical results on CPU.
 """
 
 from __future__ import annotations
@@ -147,11 +149,15 @@ def _progress_bar(tasks: Sequence[Task], desc: str, progress: bool, initial: int
 class LocalExecutor:
     """In this process, one task after the other, on ``device`` (default: CUDA if present).
 
-    Interrupts (Ctrl-C) are not failures: they stop the run at once, and what
-    ``on_done`` wrote before stays, so the next run resumes.
+    Each task runs at ``threads`` torch threads, as a Ray task reserving that many
+    CPUs does, so a local figure equals the Ray one; the caller's own thread
+    count is restored afterwards. Interrupts (Ctrl-C) are not failures: they
+    stop the run at once, and what ``on_done`` wrote before stays, so the next
+    run resumes.
     """
 
     device: torch.device | None = None
+    threads: int = 1
     name: str = "local"
     nodes: dict[TaskLabel, str] = field(default_factory=dict)
 
@@ -165,8 +171,10 @@ class LocalExecutor:
     ) -> list[TaskFailure]:
         device = self.device or default_device()
         failures = []
+        callers_threads = torch.get_num_threads()
         with _progress_bar(tasks, desc, progress, initial) as bar:
             for task in tasks:
+                torch.set_num_threads(self.threads)
                 try:
                     result = task.fn(*task.args, device=device)
                 except Exception as exc:
@@ -174,6 +182,8 @@ class LocalExecutor:
                 else:
                     self.nodes[task.label] = "local"
                     on_done(task, result)
+                finally:
+                    torch.set_num_threads(callers_threads)
                 bar.update(task.size)
         return failures
 
@@ -259,7 +269,7 @@ class RayExecutor:
         gpus = self.gpus if ray.cluster_resources().get("GPU", 0) > 0 else 0
         # Ray retries a task whose worker or node died (not one that raised): spot nodes may vanish.
         remote = ray.remote(num_cpus=self.cpus, num_gpus=gpus)(_run_remote)
-        threads = max(1, int(self.cpus))
+        threads = task_threads(self.cpus)
         shared: dict[int, Any] = {}
         pending = {
             remote.remote(task.fn, threads, *_shared_args(ray, task.args, shared)): task
@@ -306,6 +316,11 @@ def _shared_args(ray, args: tuple[Any, ...], shared: dict[int, Any]) -> tuple[An
     return tuple(out)
 
 
+def task_threads(cpus: float) -> int:
+    """Torch threads of a task reserving ``cpus`` CPUs: the same rule on both executors."""
+    return max(1, int(cpus))
+
+
 def _python_path() -> str:
     """The workers of a local instance import this checkout, installed or not."""
     existing = os.environ.get("PYTHONPATH")
@@ -320,9 +335,10 @@ def make_executor(
     cpus: float = 1,
     gpus: float = DEFAULT_GPU_FRACTION,
 ) -> Executor:
-    """The executor the command line's ``--executor``/``--ray-address`` ask for.
+    """The executor the command line's ``--executor``/``--ray-address``/``--task-cpus`` ask for.
 
-    An address (or ``$RAY_ADDRESS``) alone does not switch executors: ``local`` stays
+    ``cpus`` is each task's CPU reservation on Ray and its torch thread count on
+    both executors, so the two give the same figures at the same ``cpus``. An address (or ``$RAY_ADDRESS``) alone does not switch executors: ``local`` stays
     the default, so an exported variable never sends a laptop run to a cluster.
     """
     if name == "local":
@@ -330,7 +346,11 @@ def make_executor(
             raise EvalError(
                 f"--ray-address {address!r} needs --executor ray (EXECUTOR=ray on make)."
             )
-        return LocalExecutor(torch.device(device) if device is not None else None)
+        if cpus <= 0:
+            raise EvalError(f"--task-cpus {cpus}: give a positive number of CPUs per task.")
+        return LocalExecutor(
+            torch.device(device) if device is not None else None, threads=task_threads(cpus)
+        )
     if name == "ray":
         if cpus <= 0 or gpus < 0:
             raise EvalError(
