@@ -83,6 +83,19 @@ def test_tune_writes_the_report_with_its_pngs(smoke_tuned):
         assert (docs / f"finetune-smoke-{png}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_trials_are_scored_without_intervals(smoke_tuned):
+    study = load(smoke_tuned["out"] / "results" / "smoke" / "tune" / "finetune.db")
+    assert all(t.user_attrs["full"]["interval"] is None for t in study.trials if "full" in t.user_attrs)
+
+
+def test_the_report_gives_every_score_an_interval_from_the_trials_own_runs(smoke_tuned):
+    lines = smoke_tuned["printed"].splitlines()
+    best = next(line for line in lines if line.strip().startswith("best (#"))
+    assert "n/a" not in best and best.count("[") == 2
+    runs = smoke_tuned["out"] / "results" / "smoke" / "tune" / "finetune-runs"
+    assert not (runs / "defaults").exists()  # the defaults were trial 0: completed, not rerun
+
+
 def test_tune_leaves_the_boards_results_alone(smoke_tuned):
     results = smoke_tuned["out"] / "results" / "smoke"
     assert not (results / "finetune.json").exists()
@@ -159,7 +172,7 @@ def test_two_workers_on_one_study_never_run_the_same_trial(smoke_tuned, smoke_re
 def test_pruned_trials_are_never_scored_on_all_runs(tmp_path):
     calls: list[tuple[str, int]] = []
 
-    def fake_score(method_cls, params, split, n_models, executor=None, *, label):
+    def fake_score(method_cls, params, split, n_models, executor=None, *, label, intervals=False):
         calls.append((label, n_models))
         return {"score": -abs(params["lr"] - 0.01), "interval": None, "time_fraction": 0.1,
                 "passes": None, "ceiling": None}

@@ -47,12 +47,17 @@ def write_result(result: dict[str, Any], path: Path) -> Path:
 
 
 def stored_if_current(
-    path: Path, method_cls: type[BaseMethod], preset: Preset, **expected: Any
+    path: Path,
+    method_cls: type[BaseMethod],
+    preset: Preset,
+    overrides: dict[str, Any] | None = None,
+    **expected: Any,
 ) -> dict[str, Any] | None:
     """The result stored at ``path`` if a fresh run would compute exactly it, else None.
 
-    Same result format, preset options, method source and default hyperparameters,
-    plus the scenario's ``expected`` fields (``Prepared.reuse``: its reference keys).
+    Same result format, preset options, method source and hyperparameters (the
+    defaults with ``overrides``), plus the scenario's ``expected`` fields
+    (``Prepared.reuse``: its reference keys).
     """
     try:
         result = json.loads(path.read_text())
@@ -62,7 +67,7 @@ def stored_if_current(
         "format": RESULT_FORMAT,
         "options": json.loads(json.dumps(preset_options(preset))),
         "source_sha256": method_source_hash(method_cls),
-        "hyperparameters": json.loads(json.dumps(resolve_hyperparameters(method_cls, None))),
+        "hyperparameters": json.loads(json.dumps(resolve_hyperparameters(method_cls, overrides))),
         **json.loads(json.dumps(expected)),
     }
     if any(result.get(key) != value for key, value in current.items()):

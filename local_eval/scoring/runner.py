@@ -51,6 +51,8 @@ from local_eval.scoring.scenarios.standard import Standard
 from methods.base import BaseMethod
 
 # What a call costs (method_calls.call_method); a run's is the sum over its calls.
+# ``bootstrap=NO_INTERVALS``: score without intervals (B = 0 resamples).
+NO_INTERVALS = 0
 COST_KEYS = ("seconds", "cpu_seconds", "calibrated_seconds", "forward", "backward")
 
 # What score_runs() reports; a result holds its final step's at the top level.
@@ -99,7 +101,9 @@ def score_method(
     (default: one after the other in this process), ``ensemble`` retrained models
     per task.
     ``bootstrap`` is B, the resamples of the result's
-    intervals (``scoring.intervals``; None: its default for the forget set's size).
+    intervals (``scoring.intervals``; None: its default for the forget set's size;
+    ``NO_INTERVALS`` (0): none, for callers that compare point scores many times,
+    like the tuner's trials, and add intervals later from the stored confidences).
     """
     scenario = scenario or Standard()
     method_cls = resolve_method(method)
@@ -172,7 +176,8 @@ def score_method(
         "json_path": str(json_path),
         "plot_path": str(plot_path),
     }
-    result = with_intervals(result, refs, bootstrap)
+    if bootstrap != NO_INTERVALS:
+        result = with_intervals(result, refs, bootstrap)
     write_result(result, json_path)
     return Scored(result=result, unlearned=confidences, reference=references)
 

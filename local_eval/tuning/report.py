@@ -25,7 +25,7 @@ from local_eval.errors import EvalError
 from local_eval.tuning.importance import param_importances
 from local_eval.tuning.scorer import ScoreTrial
 from local_eval.tuning.space import describe, set_line
-from local_eval.tuning.study import HELDOUT_SPLIT, TUNING_SPLIT
+from local_eval.tuning.study import HELDOUT_SPLIT, TUNING_SPLIT, trial_label
 from methods.base import BaseMethod
 from methods.search_space import Dimension
 
@@ -39,11 +39,17 @@ def cached_score(
     n_models: int,
     label: str,
 ) -> dict[str, Any]:
-    """A score kept in the study's attributes, computed the first time it is asked for."""
+    """A score with its interval, kept in the study's attributes, computed the first time asked.
+
+    ``label`` names where the run is filed: a trial's own label reuses its runs
+    and only adds the interval.
+    """
     canonical = json.dumps(params, sort_keys=True, default=repr)
     key = f"score:{split}:{n_models}:{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
     if key not in study.user_attrs:
-        result = dict(score_trial(method_cls, params, split, n_models, label=label))
+        result = dict(
+            score_trial(method_cls, params, split, n_models, label=label, intervals=True)
+        )
         study.set_user_attr(key, {**result, "params": params})
     return {k: v for k, v in study.user_attrs[key].items() if k != "params"}
 
@@ -67,10 +73,13 @@ def summarise(
     best = max(complete, key=lambda t: (t.value, -t.number))
     default_params = {name: defaults[name] for name in space}
     defaults_trial = next((t for t in complete if t.params == default_params), None)
-    defaults_tuning = (
-        defaults_trial.user_attrs["full"]
-        if defaults_trial is not None
-        else cached_score(study, score_trial, method_cls, {}, TUNING_SPLIT, n_models, "defaults")
+    best_tuning = cached_score(
+        study, score_trial, method_cls, dict(best.params), TUNING_SPLIT, n_models,
+        trial_label(best.number),
+    )
+    defaults_tuning = cached_score(
+        study, score_trial, method_cls, default_params, TUNING_SPLIT, n_models,
+        trial_label(defaults_trial.number) if defaults_trial is not None else "defaults",
     )
     best_heldout = cached_score(
         study, score_trial, method_cls, best.params, HELDOUT_SPLIT, n_models,
@@ -91,7 +100,7 @@ def summarise(
         "best": {
             "trial": best.number,
             "params": dict(best.params),
-            "tuning": best.user_attrs["full"],
+            "tuning": best_tuning,
             "heldout": best_heldout,
         },
         "defaults": {

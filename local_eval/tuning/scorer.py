@@ -18,8 +18,13 @@ from typing import Any, Protocol, TypedDict
 import torch
 
 from local_eval.boards.report import evaluate_method
+from local_eval.devices import default_device
+from local_eval.scoring.intervals import needs_intervals, with_intervals
 from local_eval.scoring.presets import Preset, apply_overrides
 from local_eval.scoring.references import build_references
+from local_eval.scoring.results import result_paths, stored_if_current, write_result
+from local_eval.scoring.runner import NO_INTERVALS, resolve_preset
+from local_eval.scoring.scenarios.standard import Standard
 from local_eval.scoring.several_splits import split_presets
 from methods.base import BaseMethod
 
@@ -33,6 +38,13 @@ class TrialScore(TypedDict):
 
 
 class ScoreTrial(Protocol):
+    """``intervals``: with the score's bootstrap interval (else ``interval`` is None).
+
+    Trials compare point scores, and a bootstrap costs more than a cpu preset's
+    runs, so only the report asks for intervals; a result already filed under
+    ``label`` with the same hyperparameters is then completed, not rerun.
+    """
+
     def __call__(
         self,
         method_cls: type[BaseMethod],
@@ -42,6 +54,7 @@ class ScoreTrial(Protocol):
         executor: Any = None,
         *,
         label: str,
+        intervals: bool = False,
     ) -> TrialScore: ...
 
 
@@ -71,17 +84,21 @@ def make_scorer(
         executor: Any = None,
         *,
         label: str,
+        intervals: bool = False,
     ) -> TrialScore:
-        result = evaluate_method(
+        target = resolve_preset(split_preset(preset, split), {}, n_models)
+        folder = Path(runs_dir) / label
+        stored = completed_result(method_cls, params, target, folder) if intervals else None
+        result = stored or evaluate_method(
             method_cls,
-            split_preset(preset, split),
+            target,
             overrides=params,
-            n_models=n_models,
             device=device,
-            results_dir=Path(runs_dir) / label,
+            results_dir=folder,
             progress=progress,
             echo=False,
             executor=executor,
+            bootstrap=None if intervals else NO_INTERVALS,
         )
         interval = result.get("intervals")
         return {
@@ -93,6 +110,21 @@ def make_scorer(
         }
 
     return score_trial
+
+
+def completed_result(
+    method_cls: type[BaseMethod], params: dict[str, Any], preset: Preset, folder: Path
+) -> dict[str, Any] | None:
+    """The result filed under ``folder`` for exactly this run, with intervals added and written back."""
+    prepared = Standard().prepare(preset, default_device(), False)
+    path, _ = result_paths(folder, preset.name, method_cls.name, Standard.name)
+    stored = stored_if_current(path, method_cls, preset, params, **prepared.reuse)
+    if stored is None:
+        return None
+    if needs_intervals(stored):
+        stored = with_intervals(stored, prepared.final)
+        write_result(stored, path)
+    return stored
 
 
 def prepare_split(preset: Preset, split: int, n_models: int, *, progress: bool = True) -> None:

@@ -60,6 +60,11 @@ def runs_dir(results_dir: Path, preset_name: str, method_name: str) -> Path:
     return Path(results_dir) / preset_name / "tune" / f"{method_name}-runs"
 
 
+def trial_label(number: int) -> str:
+    """The folder a trial's runs are filed under (and where the report finds them again)."""
+    return f"trial-{number:04d}"
+
+
 def default_prune_at(n_models: int) -> int:
     """A quarter of the runs, at least the metric's minimum; 0 (no pruning) when that is over half."""
     first = max(MIN_N_MODELS, n_models // 4)
@@ -202,7 +207,7 @@ def make_objective(
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, space)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        label = f"trial-{trial.number:04d}"
+        label = trial_label(trial.number)
         try:
             if prune_at:
                 first = score_trial(
