@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="search hyperparameters with Optuna; report them on a held-out split")
     p.add_argument("method", help="registered method name, or path of a method file")
-    p.add_argument("--preset", default="cpu", help="smoke, cpu or gpu")
+    p.add_argument("--preset", default="cpu", help="smoke, cpu, gpu, faithful or faithful_full")
     p.add_argument("--n-models", type=int, default=None, help="N: runs and references per score")
     p.add_argument("--data-root", default=None)
     p.add_argument("--trials", type=int, default=40, help="trials the study should hold (a rerun adds what is missing)")
@@ -165,7 +165,7 @@ def _owner_args(p: argparse.ArgumentParser) -> None:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="cpu", help="smoke, cpu or gpu")
+    p.add_argument("--preset", default="cpu", help="smoke, cpu, gpu, faithful or faithful_full")
     p.add_argument("--n-models", type=int, default=None, help="N: unlearned runs and retrained references")
     p.add_argument("--data-root", default=None)
     p.add_argument("--batch-format", choices=["dict", "tuple"], default=None)

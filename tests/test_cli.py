@@ -78,3 +78,11 @@ def test_main_py_forwards_to_eval_with_a_clear_error_for_unknown_methods():
 
 def test_eval_with_zero_splits_prints_one_line():
     assert_one_clear_line(cli("eval", "finetune", "--preset", "smoke", "--splits", "0"), "at least 1")
+
+
+def test_the_preset_help_names_every_preset():
+    from local_eval.scoring.presets import PRESETS
+
+    for command in ("eval", "tune"):
+        text = " ".join(cli(command, "--help").stdout.split())
+        assert all(name in text for name in PRESETS), command
