@@ -282,7 +282,9 @@ def markdown(
         "",
         "## Cost: Pareto front of score against time fraction",
         "",
-        "Trials no other trial beats on score at a lower cost (passes: n/a until the scorer counts them).",
+        "Trials no other trial beats on score at a lower cost. Costs are the time fraction (the "
+        "method's process CPU time over one retraining's, both timed in the trial's run) and, "
+        "where every trial has them, the counted example passes over one retraining's.",
         "",
         "| trial | score | time fraction | passes | hyperparameters |",
         "|---:|---:|---:|---:|---|",
