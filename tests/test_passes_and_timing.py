@@ -107,3 +107,28 @@ def test_calibrated_fraction_needs_calibrated_runs():
 def test_time_run_returns_the_result_and_a_calibration():
     result, timing = time_run(lambda x, y: x + y, 2, y=3)
     assert result == 5 and timing.calibration_seconds > 0
+
+
+def test_the_timed_retraining_runs_at_the_thread_count_of_the_runs(monkeypatch):
+    from types import SimpleNamespace
+
+    from local_eval.scoring import cost
+    from local_eval.scoring.executors import LocalExecutor
+
+    seen = []
+
+    def fake_retraining(preset, data, progress, *, device):
+        seen.append(torch.get_num_threads())
+        return {"wall_seconds": 1.0}
+
+    monkeypatch.setattr(cost, "timed_retraining_task", fake_retraining)
+    monkeypatch.setattr(cost, "_TIMED", {})
+    refs = SimpleNamespace(key="probe", preset=None, data=None)
+    callers = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cost.timed_retraining(refs, torch.device("cpu"), executor=LocalExecutor(threads=1))
+        cost.timed_retraining(refs, torch.device("cpu"))
+    finally:
+        torch.set_num_threads(callers)
+    assert seen == [1]  # the default executor is the same local one: timed once, at 1 thread

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from local_eval.devices import synchronize
-from local_eval.scoring.executors import Executor, Task, TaskLabel, run_tasks
+from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
 from local_eval.scoring.models import build_model
 from local_eval.scoring.passes import PassCount, relative_passes, retraining_passes
 from local_eval.scoring.presets import Preset
@@ -38,30 +38,28 @@ def timed_retraining(
 ) -> RunTiming:
     """One retraining on the retain set, timed where the runs are timed (once per references).
 
-    In this process with the local executor (the default); otherwise as one task of
-    ``executor``, so that a run on a worker is divided by a retraining on a worker
-    with the same threads and device.
+    Always one task of ``executor`` (default: the local one, in this process), so
+    that a run is divided by a retraining made with the same threads and device
+    as the run itself: a retraining at the process's own thread count would cost
+    a different CPU time than the same work at a task's one thread.
     """
-    where = "local" if executor is None or executor.name == "local" else executor.name
-    key = (refs.key, str(device), where)
+    executor = executor or LocalExecutor(device)
+    key = (refs.key, str(device), executor.name, getattr(executor, "threads", None))
     if key not in _TIMED:
-        if where == "local":
-            _TIMED[key] = timed_retraining_task(refs.preset, refs.data, progress, device=device)
-        else:
-            task = Task(
-                TaskLabel("timed retraining", (0,), (TIMED_RETRAINING_SEED,)),
-                timed_retraining_task,
-                (refs.preset, refs.data, False),
-            )
-            timings: list[RunTiming] = []
-            run_tasks(
-                executor,
-                [task],
-                lambda _, timing: timings.append(timing),
-                "timed retraining",
-                progress=False,
-            )
-            _TIMED[key] = timings[0]
+        task = Task(
+            TaskLabel("timed retraining", (0,), (TIMED_RETRAINING_SEED,)),
+            timed_retraining_task,
+            (refs.preset, refs.data, False),
+        )
+        timings: list[RunTiming] = []
+        run_tasks(
+            executor,
+            [task],
+            lambda _, timing: timings.append(timing),
+            "timed retraining",
+            progress=progress,
+        )
+        _TIMED[key] = timings[0]
     return _TIMED[key]
 
 
