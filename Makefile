@@ -12,6 +12,8 @@ RAY_ADDRESS ?=
 ENSEMBLE ?=
 # RAY_ADDRESS only counts with EXECUTOR=ray: an exported address never sends a local run away.
 EXEC_ARGS = --executor $(EXECUTOR) $(if $(filter ray,$(EXECUTOR)),$(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS),),) $(if $(ENSEMBLE),--ensemble $(ENSEMBLE),)
+# make tune takes the executor but not ENSEMBLE (reference builds there use one model per task).
+TUNE_EXEC_ARGS = --executor $(EXECUTOR) $(if $(filter ray,$(EXECUTOR)),$(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS),),)
 N_CHECKPOINTS ?= 2
 PUSH ?=
 TRIALS ?= 40
@@ -63,7 +65,7 @@ leaderboard: setup
 	$(CLI) leaderboard --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(METHODS),--methods $(METHODS),) $(if $(N),--n-models $(N),) $(if $(SPLITS),--splits $(SPLITS),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
 
 tune: setup
-	$(CLI) tune $(METHOD) --preset $(PRESET) --trials $(TRIALS) $(if $(SPACE),--space "$(SPACE)",) $(if $(WORKERS),--workers $(WORKERS),) $(if $(N),--n-models $(N),) $(if $(SEED),--seed $(SEED),) $(if $(FRESH),--fresh,)
+	$(CLI) tune $(METHOD) --preset $(PRESET) --trials $(TRIALS) $(if $(SPACE),--space "$(SPACE)",) $(if $(WORKERS),--workers $(WORKERS),) $(if $(N),--n-models $(N),) $(if $(SEED),--seed $(SEED),) $(if $(FRESH),--fresh,) $(TUNE_EXEC_ARGS)
 
 test: setup check-notebooks
 	$(PY) -m pytest -q

@@ -121,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="delete this method's study first")
     p.add_argument("--results-dir", default=None, help="where results/<preset>/tune/ goes (default: results/)")
     p.add_argument("--docs-dir", default=None, help="where the report goes (default: docs/tuning/)")
+    _executor_args(p)
     p.set_defaults(func=cmd_tune)
     return parser
 
@@ -164,14 +165,7 @@ def _owner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accelerator", default="gpu", help="kernel accelerator (gpu, or e.g. nvidiaTeslaT4)")
 
 
-def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="cpu", help="smoke, cpu, gpu, faithful or faithful_full")
-    p.add_argument("--n-models", type=int, default=None, help="N: unlearned runs and retrained references")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--batch-format", choices=["dict", "tuple"], default=None)
-    p.add_argument("--forget", choices=["persons", "random"], default=None, help="forget set: whole persons (~2%%) or random 10%%")
-    p.add_argument("--requests", type=int, default=None, help="serve the forget set as K sequential requests")
-    p.add_argument("--federated", type=int, default=None, metavar="K", help="simulate K federated clients")
+def _executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--executor", choices=["local", "ray"], default="local",
         help="where reference models and runs are made: in this process, or as Ray tasks",
@@ -186,6 +180,17 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
         "--task-gpus", type=float, default=0.25,
         help="GPU fraction each Ray task reserves where the cluster has GPUs (0.25: four models share one)",
     )
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="cpu", help="smoke, cpu, gpu, faithful or faithful_full")
+    p.add_argument("--n-models", type=int, default=None, help="N: unlearned runs and retrained references")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--batch-format", choices=["dict", "tuple"], default=None)
+    p.add_argument("--forget", choices=["persons", "random"], default=None, help="forget set: whole persons (~2%%) or random 10%%")
+    p.add_argument("--requests", type=int, default=None, help="serve the forget set as K sequential requests")
+    p.add_argument("--federated", type=int, default=None, metavar="K", help="simulate K federated clients")
+    _executor_args(p)
     p.add_argument(
         "--ensemble", type=int, default=1, metavar="M",
         help="train M retrained reference models per task as one vectorised ensemble",
@@ -500,6 +505,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
             fresh=args.fresh,
             results_dir=args.results_dir,
             docs_dir=args.docs_dir,
+            executor=args.executor,
+            ray_address=args.ray_address,
+            task_cpus=args.task_cpus,
+            task_gpus=args.task_gpus,
         )
     )
     return 0

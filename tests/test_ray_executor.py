@@ -258,3 +258,28 @@ def test_the_local_executor_runs_each_task_at_the_thread_count_of_a_ray_task():
 def test_a_non_positive_task_cpu_count_is_refused_on_the_local_executor():
     with pytest.raises(EvalError, match="--task-cpus"):
         make_executor("local", cpus=0)
+
+
+def _tune_trials(executor_name: str, out, cache) -> list[tuple[dict, float]]:
+    """Two trials of `tune finetune --preset smoke --no-report` on one executor: (params, value)."""
+    import optuna
+
+    from local_eval.tuning.tune import TuneRequest, tune
+
+    with pytest.MonkeyPatch.context() as patcher:
+        patcher.setenv(CACHE_ENV, str(cache))
+        tune(TuneRequest(
+            method="finetune", preset="smoke", trials=2, report=False, progress=False,
+            results_dir=str(out), executor=executor_name,
+        ))
+    study = optuna.load_study(
+        study_name="finetune-smoke", storage=f"sqlite:///{out / 'smoke' / 'tune' / 'finetune.db'}"
+    )
+    return [(t.params, t.value) for t in sorted(study.trials, key=lambda t: t.number)]
+
+
+def test_tune_trials_on_the_cluster_equal_the_local_trials(ray_cluster, built, tmp_path):
+    cache = built["local"][2]  # the smoke references, already built
+    local = _tune_trials("local", tmp_path / "local", cache)
+    on_ray = _tune_trials("ray", tmp_path / "ray", cache)
+    assert len(on_ray) == 2 and on_ray == local

@@ -237,3 +237,10 @@ def test_spearman_fallback_is_one_for_a_monotone_relation():
     import numpy as np
 
     assert spearman(np.array([1e-4, 1e-3, 1e-2]), np.array([0.1, 0.5, 0.6])) == pytest.approx(1.0)
+
+
+def test_several_worker_processes_on_ray_are_refused_in_one_line():
+    from local_eval.tuning.tune import TuneRequest, tune
+
+    with pytest.raises(EvalError, match="--no-report"):
+        tune(TuneRequest(method="finetune", preset="smoke", workers=2, executor="ray"))

@@ -69,12 +69,15 @@ def make_scorer(
     *,
     device: torch.device | str | None = None,
     progress: bool = False,
+    executor: Any = None,
 ) -> ScoreTrial:
     """A ``ScoreTrial`` on ``preset``'s splits, filing each result under ``runs_dir/<label>/``.
 
     Results go to their own folder, never to ``results/<preset>/<method>.json``,
-    so tuning leaves the boards' results alone.
+    so tuning leaves the boards' results alone. ``executor`` (default: in this
+    process) runs every trial's runs unless a call names its own.
     """
+    default_executor = executor
 
     def score_trial(
         method_cls: type[BaseMethod],
@@ -97,7 +100,7 @@ def make_scorer(
             results_dir=folder,
             progress=progress,
             echo=False,
-            executor=executor,
+            executor=executor or default_executor,
             bootstrap=None if intervals else NO_INTERVALS,
         )
         interval = result.get("intervals")
@@ -127,7 +130,12 @@ def completed_result(
     return stored
 
 
-def prepare_split(preset: Preset, split: int, n_models: int, *, progress: bool = True) -> None:
+def prepare_split(
+    preset: Preset, split: int, n_models: int, *, progress: bool = True, executor: Any = None
+) -> None:
     """Build split ``split``'s reference models once, before several workers would race to."""
-    build_references(split_preset(apply_overrides(preset, {"n_models": n_models}), split),
-                     progress=progress)
+    build_references(
+        split_preset(apply_overrides(preset, {"n_models": n_models}), split),
+        progress=progress,
+        executor=executor,
+    )

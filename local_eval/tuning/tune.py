@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from local_eval.cache import repo_root
 from local_eval.errors import EvalError
+from local_eval.scoring.executors import DEFAULT_GPU_FRACTION, make_executor
 from local_eval.scoring.method_calls import (
     method_source_hash,
     resolve_hyperparameters,
@@ -69,6 +70,11 @@ class TuneRequest:
     grace_period: int = 60
     poll_seconds: float = 5.0
     progress: bool = True
+    # Where each trial's runs and the references are made (``scoring.executors``).
+    executor: str = "local"
+    ray_address: str | None = None
+    task_cpus: float = 1
+    task_gpus: float = DEFAULT_GPU_FRACTION
 
 
 def tune(request: TuneRequest) -> dict[str, Any] | None:
@@ -76,10 +82,21 @@ def tune(request: TuneRequest) -> dict[str, Any] | None:
     _quiet_optuna()
     _check_request(request)
     setup = _setup(request, fresh=request.fresh)
+    try:
+        return _tune(request, setup)
+    finally:
+        setup["executor"].close()
+
+
+def _tune(request: TuneRequest, setup: dict[str, Any]) -> dict[str, Any] | None:
+    executor = setup["executor"]
     if request.report:
         _queue_defaults(setup)
     # Reference models are built here, with their progress bars, before any worker needs them.
-    prepare_split(setup["preset"], TUNING_SPLIT, setup["n_models"], progress=request.progress)
+    prepare_split(
+        setup["preset"], TUNING_SPLIT, setup["n_models"], progress=request.progress,
+        executor=executor,
+    )
     children = []
     if request.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // request.workers))
@@ -103,7 +120,10 @@ def tune(request: TuneRequest) -> dict[str, Any] | None:
             tqdm.write(f"worker {index} exited with code {child.exitcode} (its message is above)")
     if not request.report:
         return None
-    prepare_split(setup["preset"], HELDOUT_SPLIT, setup["n_models"], progress=request.progress)
+    prepare_split(
+        setup["preset"], HELDOUT_SPLIT, setup["n_models"], progress=request.progress,
+        executor=executor,
+    )
     summary = summarise(
         setup["study"], setup["method_cls"], setup["space"], setup["defaults"],
         setup["score_trial"], setup["n_models"],
@@ -124,7 +144,11 @@ def worker_process(request: TuneRequest, workers: int) -> None:
     _quiet_optuna()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     try:
-        _work(_setup(request, fresh=False), request, wait_for_others=False)
+        setup = _setup(request, fresh=False)
+        try:
+            _work(setup, request, wait_for_others=False)
+        finally:
+            setup["executor"].close()
     except EvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -142,6 +166,12 @@ def _check_request(request: TuneRequest) -> None:
         raise EvalError(f"--trials {request.trials}: give at least 1 (TRIALS=40 on make).")
     if request.workers < 1:
         raise EvalError(f"--workers {request.workers}: give at least 1.")
+    if request.workers > 1 and request.executor != "local":
+        raise EvalError(
+            f"--workers {request.workers} with --executor {request.executor}: each trial's runs are "
+            "already Ray tasks; for more trials at once start more `tune ... --no-report "
+            "--executor ray --ray-address ADDRESS` processes on the same study."
+        )
 
 
 def _setup(request: TuneRequest, *, fresh: bool) -> dict[str, Any]:
@@ -178,7 +208,13 @@ def _setup(request: TuneRequest, *, fresh: bool) -> dict[str, Any]:
         },
         study_file,
     )
-    score_trial = make_scorer(preset, runs_dir(results_dir, preset.name, method_cls.name))
+    executor = make_executor(
+        request.executor, address=request.ray_address, cpus=request.task_cpus,
+        gpus=request.task_gpus,
+    )
+    score_trial = make_scorer(
+        preset, runs_dir(results_dir, preset.name, method_cls.name), executor=executor
+    )
     return {
         "method_cls": method_cls,
         "preset": preset,
@@ -189,6 +225,7 @@ def _setup(request: TuneRequest, *, fresh: bool) -> dict[str, Any]:
         "study": study,
         "study_file": study_file,
         "score_trial": score_trial,
+        "executor": executor,
     }
 
 
