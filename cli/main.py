@@ -10,6 +10,7 @@ import argparse
 import errno
 import sys
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 from builder.errors import BuildError
@@ -439,8 +440,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             bootstrap=args.bootstrap, **_preset_fields(args),
         )
         return 0
-    executor = _executor(args)
-    try:
+    with closing(_executor(args)) as executor:
         evaluate_method(
             args.method,
             args.preset,
@@ -451,8 +451,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             bootstrap=args.bootstrap,
             **_preset_fields(args),
         )
-    finally:
-        executor.close()
     return 0
 
 
@@ -470,8 +468,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     else:
         from local_eval.boards.leaderboard import build_leaderboard
 
-        executor = _executor(args)
-        try:
+        with closing(_executor(args)) as executor:
             path = build_leaderboard(
                 args.preset,
                 scenario=scenario,
@@ -481,8 +478,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 bootstrap=args.bootstrap,
                 **_preset_fields(args),
             )
-        finally:
-            executor.close()
     print(path)
     return 0
 

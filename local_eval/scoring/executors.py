@@ -135,6 +135,27 @@ def failure_message(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
+def _settle(
+    task: Task,
+    outcome: Callable[[], tuple[Any, str]],
+    on_done: Callable[[Task, Any], None],
+    failures: list[TaskFailure],
+    nodes: dict[TaskLabel, str],
+) -> None:
+    """One finished task, the same on every executor: a failure kept by label, or its result handed on.
+
+    ``outcome`` returns (result, node) or raises the task's error; ``on_done``
+    runs outside the ``try``, so a driver-side error is never taken for the task's.
+    """
+    try:
+        result, node = outcome()
+    except Exception as exc:
+        failures.append(TaskFailure(task.label, failure_message(exc)))
+    else:
+        nodes[task.label] = node
+        on_done(task, result)
+
+
 def _progress_bar(tasks: Sequence[Task], desc: str, progress: bool, initial: int) -> tqdm:
     return tqdm(
         total=initial + sum(task.size for task in tasks),
@@ -176,12 +197,10 @@ class LocalExecutor:
             for task in tasks:
                 torch.set_num_threads(self.threads)
                 try:
-                    result = task.fn(*task.args, device=device)
-                except Exception as exc:
-                    failures.append(TaskFailure(task.label, failure_message(exc)))
-                else:
-                    self.nodes[task.label] = "local"
-                    on_done(task, result)
+                    _settle(
+                        task, lambda task=task: (task.fn(*task.args, device=device), "local"),
+                        on_done, failures, self.nodes,
+                    )
                 finally:
                     torch.set_num_threads(callers_threads)
                 bar.update(task.size)
@@ -280,13 +299,7 @@ class RayExecutor:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 task = pending.pop(ready[0])
-                try:
-                    result, node = ray.get(ready[0])
-                except Exception as exc:
-                    failures.append(TaskFailure(task.label, failure_message(exc)))
-                else:
-                    self.nodes[task.label] = node
-                    on_done(task, result)
+                _settle(task, lambda ready=ready: ray.get(ready[0]), on_done, failures, self.nodes)
                 bar.update(task.size)
         return failures
 

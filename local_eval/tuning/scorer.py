@@ -91,7 +91,7 @@ def make_scorer(
     ) -> TrialScore:
         target = resolve_preset(split_preset(preset, split), {}, n_models)
         folder = Path(runs_dir) / label
-        stored = completed_result(method_cls, params, target, folder) if intervals else None
+        stored = completed_result(method_cls, params, target, folder, device) if intervals else None
         result = stored or evaluate_method(
             method_cls,
             target,
@@ -116,10 +116,14 @@ def make_scorer(
 
 
 def completed_result(
-    method_cls: type[BaseMethod], params: dict[str, Any], preset: Preset, folder: Path
+    method_cls: type[BaseMethod],
+    params: dict[str, Any],
+    preset: Preset,
+    folder: Path,
+    device: torch.device | str | None = None,
 ) -> dict[str, Any] | None:
     """The result filed under ``folder`` for exactly this run, with intervals added and written back."""
-    prepared = Standard().prepare(preset, default_device(), False)
+    prepared = Standard().prepare(preset, device or default_device(), False)
     path, _ = result_paths(folder, preset.name, method_cls.name, Standard.name)
     stored = stored_if_current(path, method_cls, preset, params, **prepared.reuse)
     if stored is None:

@@ -14,6 +14,7 @@ import dataclasses
 import multiprocessing
 import os
 import sys
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,10 +83,8 @@ def tune(request: TuneRequest) -> dict[str, Any] | None:
     _quiet_optuna()
     _check_request(request)
     setup = _setup(request, fresh=request.fresh)
-    try:
+    with closing(setup["executor"]):
         return _tune(request, setup)
-    finally:
-        setup["executor"].close()
 
 
 def _tune(request: TuneRequest, setup: dict[str, Any]) -> dict[str, Any] | None:
@@ -145,10 +144,8 @@ def worker_process(request: TuneRequest, workers: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     try:
         setup = _setup(request, fresh=False)
-        try:
+        with closing(setup["executor"]):
             _work(setup, request, wait_for_others=False)
-        finally:
-            setup["executor"].close()
     except EvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
