@@ -50,10 +50,14 @@ from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabe
 from local_eval.scoring.metric import logit_scaled_confidence
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import Preset, model_options
+from local_eval.scoring.resume import DEFAULT_EVERY_SECONDS, EpochCheckpoint
 from local_eval.scoring.training import Recipe, evaluate_accuracy, predict_logits, train_model
 
 # Bump when the stored metrics change meaning, so old caches are not mixed in.
 CACHE_FORMAT = 1
+# A faithful model saves its training state about once a minute; a cpu-preset one
+# (seconds in all) never does.
+CHECKPOINT_EVERY_SECONDS = DEFAULT_EVERY_SECONDS
 RECORD_KEYS = ("seed", "weights", "forget_confidences", "retain_accuracy", "test_accuracy",
                "forget_accuracy", "train_seconds", "device")  # fmt: skip
 
@@ -300,6 +304,7 @@ def make_models(
             for index, seed, output in zip(label.indices, label.seeds, outputs):
                 spec = ModelSpec(label.role, index, seed)
                 write_reference_model(directory, spec, output)
+                epoch_checkpoint(directory, spec).discard()
                 finish_claim(directory, spec, claims)
 
         run_tasks(
@@ -358,7 +363,10 @@ def reference_tasks(
             to_train.append(spec)
             continue
         tasks.append(
-            _task(train_reference_task, preset, data, [spec], indices[spec.role], (state,), progress)
+            _task(
+                train_reference_task, preset, data, [spec], indices[spec.role],
+                (state,), progress, directory,
+            )  # fmt: skip
         )
     if to_train:
         from local_eval.scoring.ensemble import ensemble_problems, train_ensemble_task
@@ -378,12 +386,13 @@ def reference_tasks(
     return tasks
 
 
-def _task(fn, preset, data, specs, indices, states, progress) -> Task:
-    """``fn(preset, data, specs, indices, [states,] progress, device=...)`` as a Task."""
+def _task(fn, preset, data, specs, indices, states, progress, directory=None) -> Task:
+    """``fn(preset, data, specs, indices, [states,] progress, [directory,] device=...)`` as a Task."""
     specs = tuple(specs)
     label = TaskLabel(specs[0].role, tuple(s.index for s in specs), tuple(s.seed for s in specs))
     extra = () if states is None else (states,)
-    return Task(label, fn, (preset, data, specs, indices, *extra, progress), size=len(specs))
+    tail = () if directory is None else (str(directory),)
+    return Task(label, fn, (preset, data, specs, indices, *extra, progress, *tail), size=len(specs))
 
 
 def train_reference_task(
@@ -393,17 +402,21 @@ def train_reference_task(
     indices: torch.Tensor,
     states: tuple[dict[str, torch.Tensor] | None, ...],
     progress: bool,
+    directory: str | None = None,
     *,
     device: torch.device,
 ) -> list[dict[str, Any]]:
     """Train (or, given its weights, only measure) each model; what the driver stores.
 
-    Runs wherever the executor puts it and touches no file: the weights come back
-    as a CPU state_dict (None when they were given), with the seconds training
-    took and the measurements.
+    Runs wherever the executor puts it. The weights come back as a CPU state_dict
+    (None when they were given), with the seconds training took and the
+    measurements; the cache itself is written by the driver. The one file a task
+    writes is its model's epoch checkpoint under ``directory`` (a long training
+    resumes from it after a kill; on a node that does not share the cache folder
+    it is only lost work, never a wrong model, since the driver checks nothing in it).
     """
     return [
-        _make_reference_model(preset, data, spec, indices, state, progress, device)
+        _make_reference_model(preset, data, spec, indices, state, progress, device, directory)
         for spec, state in zip(specs, states)
     ]
 
@@ -416,6 +429,7 @@ def _make_reference_model(
     state: dict[str, torch.Tensor] | None,
     progress: bool,
     device: torch.device,
+    directory: str | None = None,
 ) -> dict[str, Any]:
     if state is not None:
         model = build_model(preset.arch)
@@ -424,6 +438,7 @@ def _make_reference_model(
         return model_output(model, data, device, None, None)
     torch.manual_seed(spec.seed)
     model = build_model(preset.arch).to(device)
+    checkpoint = epoch_checkpoint(Path(directory), spec) if directory is not None else None
     started = time.perf_counter()
     train_model(
         model,
@@ -438,9 +453,10 @@ def _make_reference_model(
         # The organisers weight classes by their counts in the whole training set
         # (retain + forget) for the original and the retrained models alike.
         weight_indices=torch.arange(len(data.train)),
+        checkpoint=checkpoint,
     )
     synchronize(device)
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started + (checkpoint.resumed_seconds if checkpoint else 0.0)
     return model_output(model, data, device, cpu_state(model), seconds)
 
 
@@ -576,6 +592,12 @@ def metrics_path(directory: Path, role: str, index: int) -> Path:
 
 def _partial_path(directory: Path, role: str, index: int) -> Path:
     return directory / f"{_stem(role, index)}.timing.json"
+
+
+def epoch_checkpoint(directory: Path, spec: ModelSpec) -> EpochCheckpoint:
+    """Where the training of ``spec`` keeps its between-epoch state until the model is stored."""
+    path = directory / "training" / f"{_stem(spec.role, spec.index)}.pt"
+    return EpochCheckpoint(path, every_seconds=CHECKPOINT_EVERY_SECONDS)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

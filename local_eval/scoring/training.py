@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from local_eval.errors import EvalError
+from local_eval.scoring.resume import EpochCheckpoint, training_owner
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("onecycle", "cosine_epoch")
@@ -148,6 +150,7 @@ def train_model(
     validation: tuple[torch.Tensor, torch.Tensor, Any] | None = None,
     weight_indices=None,
     history: list[dict[str, Any]] | None = None,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> nn.Module:
     """Train ``model`` in place on ``images[indices]`` and return it on ``device`` in eval mode.
 
@@ -157,6 +160,9 @@ def train_model(
     whole training set, forget images included, for the retrained models too.
     ``history``, when given, receives one dict per epoch (``epoch``, ``lr``,
     ``loss``, and ``val_accuracy`` where measured) and finally ``{"kept_epoch": e}``.
+    ``checkpoint``, when given, saves the loop's state between epochs and resumes
+    from a matching saved state (:mod:`local_eval.scoring.resume`); the history
+    then holds every epoch, the resumed ones included.
     """
     device = torch.device(device)
     index = _as_index(indices, len(labels))
@@ -185,7 +191,27 @@ def train_model(
         counted = index if weight_indices is None else _as_index(weight_indices, len(labels))
         weight = inverse_count_weights(labels[counted], _num_outputs(model) or None).to(device)
     best_accuracy, best_state, kept_epoch = -1.0, None, recipe.epochs - 1
-    epochs = tqdm(range(recipe.epochs), desc="training", unit="epoch", disable=not progress)
+    records: list[dict[str, Any]] = []
+    first_epoch, seconds_before, started = 0, 0.0, time.perf_counter()
+    owner = training_owner(dataclasses.asdict(recipe), seed, index) if checkpoint else None
+    saved = checkpoint.load(owner) if checkpoint else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        generator.set_state(saved["generator"])
+        best_accuracy, best_state, kept_epoch = saved["best"]
+        records, first_epoch, seconds_before = saved["records"], saved["epoch"] + 1, saved["seconds"]
+        checkpoint.resumed_epoch, checkpoint.resumed_seconds = first_epoch, seconds_before
+    epochs = tqdm(
+        range(first_epoch, recipe.epochs),
+        desc="training",
+        unit="epoch",
+        disable=not progress,
+        initial=first_epoch,
+        total=recipe.epochs,
+    )
     for epoch in epochs:
         if epoch_lrs is not None:
             for group in optimizer.param_groups:
@@ -215,12 +241,26 @@ def train_model(
                 best_accuracy, kept_epoch = accuracy, epoch
                 best_state = copy.deepcopy(model.state_dict())
             model.train()
-        if history is not None:
-            history.append(record)
+        records.append(record)
         epochs.set_postfix(loss=f"{record['loss']:.3f}")
+        if checkpoint is not None and epoch < recipe.epochs - 1 and checkpoint.due():
+            checkpoint.save(
+                {
+                    "owner": owner,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "generator": generator.get_state(),
+                    "best": (best_accuracy, best_state, kept_epoch),
+                    "records": records,
+                    "seconds": seconds_before + time.perf_counter() - started,
+                }
+            )
     if best_state is not None:
         model.load_state_dict(best_state)
     if history is not None:
+        history.extend(records)
         history.append({"kept_epoch": kept_epoch})
     return model.eval()
 
