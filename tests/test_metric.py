@@ -178,7 +178,15 @@ def on_thresholds(rng, models, examples):
     return unlearned, retrained
 
 
+def far_from_zero(rng, models, examples):
+    """Overlapping confidences near 2^45, where a float64 step (1/128) is about a threshold
+    spacing: the grid's rounding, not arithmetic, decides which side a value falls on."""
+    unlearned, retrained = overlapping(rng, models, examples)
+    return unlearned + 2.0**45, retrained + 2.0**45
+
+
 CASES = {
+    "far_from_zero": far_from_zero,
     "on_thresholds": on_thresholds,
     "overlapping": overlapping,
     "tied": tied,
@@ -405,3 +413,21 @@ def test_non_finite_confidences_are_refused():
 def test_forget_quality_refuses_two_models():
     with pytest.raises(EvalError, match="at least 3 models"):
         forget_quality(np.zeros((2, 3)), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("offset", [0.0, 2.0**45, 2.0**52], ids=["near-zero", "2^45", "2^52"])
+def test_window_left_ranks_are_those_its_400_thresholds_give(offset):
+    """The ranks the shortcut scores are exactly those searching each left threshold finds,
+    also where float64 rounding makes the threshold grid uneven (one step = 1 at 2^52)."""
+    from local_eval.scoring.metric import NUM_LEFT_THRESHOLDS, _reached_left_ranks, _uniform_grid
+
+    rng = np.random.default_rng(7)
+    pooled = torch.sort(torch.from_numpy(rng.normal(0.0, 3.0, (5, 32)) + offset), dim=1).values
+    right = pooled[:, :1] + torch.from_numpy(rng.uniform(-4.0, 12.0, (5, 60)))
+    shifted = right - 1.5
+    low, high = shifted - 2.0, shifted + 2.0
+    left = _uniform_grid(low, high, NUM_LEFT_THRESHOLDS)  # [5, 60, 400]
+    ranks = torch.searchsorted(pooled, left.flatten(1)).view(left.shape)
+    expected = torch.zeros(5, 60, 33, dtype=torch.bool)
+    expected.scatter_(2, ranks, True)
+    assert torch.equal(_reached_left_ranks(low, high, pooled), expected)

@@ -360,25 +360,72 @@ def _best_window(
     for each, 400 left thresholds over [r - width - 2, r - width + 2]. With
     k_r = #(pooled <= r) and k_l = #(pooled < l), the window holds the models
     ranked k_l..k_r - 1, so the table entry is ``below[k_r] - below[k_l]`` plus
-    the offset of (fp = 0, fn = N).
+    the offset of (fp = 0, fn = N). Only the 2N + 1 values k_l can take are
+    scored per right threshold, those its left grid reaches
+    (``_reached_left_ranks``), rather than all 400 left thresholds: the same
+    maximum at about a fifth of the work (the bootstrap's cost).
     """
     num_examples = pos.shape[0]
     start = pos[:, 0] + width - WINDOW_BUFFER
     stop = pos[:, -1] + WINDOW_BUFFER
     counts = _threshold_count(start, stop)
     num_right = int(counts.max())
-    step = max(1, budget // (num_right * NUM_LEFT_THRESHOLDS))
+    num_ranks = 2 * num_models + 1
+    step = max(1, budget // (num_right * num_ranks))
     offset = num_models * (2 * num_models + 1) + num_models
     best = torch.empty(num_examples, dtype=torch.float32, device=pos.device)
     for first in range(0, num_examples, step):
         rows = slice(first, first + step)
         right = _linspace(start[rows], stop[rows], counts[rows], num_right)
         shifted = right - width[rows, None]
-        left = _uniform_grid(shifted - WINDOW_BUFFER, shifted + WINDOW_BUFFER, NUM_LEFT_THRESHOLDS)
         sorted_rows, codes = pooled[rows], below[rows]
         right_rank = torch.searchsorted(sorted_rows, right, right=True)
-        left_rank = torch.searchsorted(sorted_rows, left.flatten(1))
-        index = codes.gather(1, left_rank).view(left.shape).neg_()
-        index += (codes.gather(1, right_rank) + offset)[..., None]
-        best[rows] = table.take(index).flatten(1).amax(dim=1)
+        reached = _reached_left_ranks(shifted - WINDOW_BUFFER, shifted + WINDOW_BUFFER, sorted_rows)
+        index = (codes.gather(1, right_rank) + offset)[..., None] - codes[:, None, :]
+        epsilons = table.take(index).masked_fill_(~reached, -math.inf)
+        best[rows] = epsilons.flatten(1).amax(dim=1)
     return best
+
+
+def _reached_left_ranks(low: torch.Tensor, high: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+    """Which k = #(pooled < l) some left threshold l of each window's grid gives: ``[rows, R, 2N+1]``.
+
+    The 400 left thresholds of a right threshold are ``np.linspace(low, high, 400)``
+    (``_uniform_grid``'s float operations); searching each of them among the 2N
+    pooled values repeats work, since the epsilon depends on l only through k.
+    Rank k is given by the thresholds in (pooled[k-1], pooled[k]], so it is
+    reached when the grid's count of points at or below pooled[k] exceeds that at
+    pooled[k-1]. Those counts come from the grid's formula inverted, then checked
+    against the grid points themselves, computed as ``_uniform_grid`` computes them,
+    so a threshold lying on a confidence falls on the same side as before.
+    """
+    num = NUM_LEFT_THRESHOLDS
+    spacing = ((high - low) / (num - 1))[..., None]
+    low, high = low[..., None], high[..., None]
+    values = pooled[:, None, :]  # [rows, 1, 2N] against grids [rows, R, 1]
+    # Points j = 0..num-2 are j * spacing + low; the last is high itself. The float
+    # estimate is within one point of the count unless magnitudes dwarf the spacing
+    # (2^40 times it; confidences stay within a few hundred), so one step each way
+    # settles it, and only such inputs check again until nothing moves.
+    count = torch.floor((values - low) / spacing).add_(1).clamp_(0, num - 1)
+    exact_in_one_step = bool(
+        (torch.maximum(values.abs().amax(), low.abs().amax() + 4.0) < spacing.amin() * 2.0**40).all()
+    )
+    while True:
+        grow = (count < num - 1) & (count * spacing + low <= values)
+        count += grow.to(count.dtype)
+        shrink = (count > 0) & ((count - 1) * spacing + low > values)
+        count -= shrink.to(count.dtype)
+        if exact_in_one_step or not (bool(grow.any()) or bool(shrink.any())):
+            break
+    count += (high <= values).to(count.dtype)
+    rows, rights = count.shape[:2]
+    bounds = torch.cat(
+        [
+            count.new_zeros(rows, rights, 1),
+            count,
+            count.new_full((rows, rights, 1), float(num)),
+        ],
+        dim=2,
+    )
+    return bounds[..., 1:] > bounds[..., :-1]
