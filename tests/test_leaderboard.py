@@ -254,3 +254,16 @@ def test_splits_board_aggregates_each_method_over_k_splits(rebuild):
     assert len(cell(text, "finetune", "ranks").split(",")) == 2
     assert "Made with `make leaderboard PRESET=smoke SPLITS=2 N=3`" in text
 
+
+
+def test_a_standard_board_with_three_competition_entries_says_how_it_orders_them(tmp_path):
+    """Stand-ins carrying three winners' names: the board compares their order with Kaggle's."""
+    stand_ins = [type(name.title(), (Untouched,), {"name": name}) for name in ("fanchuan", "kookmin", "seif")]
+    patcher = pytest.MonkeyPatch()
+    register(patcher, Finetune, *stand_ins)
+    try:
+        text = board(tmp_path).read_text()
+    finally:
+        patcher.undo()
+    assert "**Against Kaggle's order.** Of the 3 competition entries" in text
+    assert "score above `finetune`" in text

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 import methods
+from local_eval.boards.kaggle_order import agreement_lines, kaggle_agreement
 from local_eval.boards.plots import plot_board
 from local_eval.boards.report import evaluate_method
 from local_eval.cache import atomic_write_text, repo_root
@@ -306,6 +307,8 @@ def render_board(
         }
         cells = " | ".join(column.cell(view) for column in board.columns)
         lines.append(f"| {'' if is_ceiling else rank} | {row['method']} | {cells} |")
+    if board.compares_with_kaggle:
+        lines += agreement_lines(kaggle_agreement(results))
     lines += board_notes(failures, left_out, board.left_out_label, merged)
     return "\n".join(lines) + "\n"
 

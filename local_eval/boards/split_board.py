@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from local_eval.boards.kaggle_order import agreement_lines, kaggle_agreement
 from local_eval.boards.leaderboard import (
     CEILING_LABEL,
     Gathering,
@@ -166,6 +167,9 @@ def render_split_board(
         tied = sum(bool(s.ties.get(name)) for s in splits)
         cells.append(f"{tied}/{k}")
         lines.append(f"| {rank} | {name} | " + " | ".join(cells) + " |")
+    if board.compares_with_kaggle:
+        for j, s in enumerate(splits):
+            lines += agreement_lines(kaggle_agreement(s.rows), f"split {j}")
     lines += board_notes(failures, left_out, board.left_out_label, merged)
     return "\n".join(lines) + "\n"
 

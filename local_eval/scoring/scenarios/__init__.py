@@ -91,6 +91,8 @@ class Board:
     picture_title: str
     doing: str
     left_out_label: str = "Registered but not scored in this mode (left out with `--methods`)"
+    # The competition's own setting: the board says how its order compares with Kaggle's.
+    compares_with_kaggle: bool = False
 
 
 class Scenario(Protocol):

@@ -66,6 +66,7 @@ class Standard:
             picture_title=f"Leaderboard: preset {preset.name}, N = {preset.n_models}",
             doing=f"scoring on preset {preset.name} (N={preset.n_models})",
             left_out_label="Registered but not scored in this run",
+            compares_with_kaggle=True,
         )
 
     @staticmethod
