@@ -4,8 +4,12 @@ The organisers' per-example, per-threshold loop takes hours at this size on a CP
 this records what the vectorised metric takes, so regressions show. Run:
 
     .venv/bin/python benchmarks/bench_metric.py [--examples 5000] [--models 512] [--device cpu]
+    .venv/bin/python benchmarks/bench_metric.py --baseline REV   # and a git revision's metric
 
-It writes benchmarks/results/metric.json and a one-line note in metric.md.
+It writes benchmarks/results/metric.json and a one-line note in metric.md. With
+``--baseline``, the metric of that git revision runs on the same inputs in the
+same process, right after this checkout's, so the note gives a ratio measured in
+one run, and says whether the two F agree exactly.
 Not a test: it asserts nothing about time.
 """
 
@@ -13,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,6 +66,32 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def revision_forget_quality(revision: str):
+    """``forget_quality`` from ``local_eval/scoring/metric.py`` as it was at a git revision."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:local_eval/scoring/metric.py"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    if source.returncode != 0:
+        raise SystemExit(f"error: --baseline {revision}: {source.stderr.strip()}")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "baseline_metric.py"
+        path.write_text(source.stdout)
+        spec = importlib.util.spec_from_file_location("baseline_metric", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module.forget_quality
+
+
+def timed(fn, unlearned, retrained, device) -> tuple[float, float, float]:
+    """(F, wall seconds, process CPU seconds) of one call."""
+    started_cpu, started = time.process_time(), time.perf_counter()
+    quality = fn(unlearned, retrained, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return quality, time.perf_counter() - started, time.process_time() - started_cpu
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=5000)
@@ -66,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline", default=None, help="a git revision whose metric to time too")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -73,12 +107,20 @@ def main(argv: list[str] | None = None) -> None:
     unlearned, retrained = realistic_confidences(args.examples, args.models, args.seed)
     forget_quality(unlearned[:, :8], retrained[:, :8], device=device)  # warm-up: kernels, caches
 
-    started_cpu, started = time.process_time(), time.perf_counter()
-    quality = forget_quality(unlearned, retrained, device=device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - started
-    cpu_seconds = time.process_time() - started_cpu
+    quality, seconds, cpu_seconds = timed(forget_quality, unlearned, retrained, device)
+    baseline = None
+    if args.baseline:
+        baseline_fn = revision_forget_quality(args.baseline)
+        baseline_fn(unlearned[:, :8], retrained[:, :8], device=device)
+        base_quality, base_seconds, base_cpu = timed(baseline_fn, unlearned, retrained, device)
+        baseline = {
+            "revision": args.baseline,
+            "seconds": round(base_seconds, 3),
+            "process_cpu_seconds": round(base_cpu, 3),
+            "forget_quality": base_quality,
+            "same_forget_quality": base_quality == quality,
+            "speedup": round(base_seconds / seconds, 2),
+        }
 
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     result = {
@@ -96,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "baseline": baseline,
     }
     note = (
         f"forget_quality, {args.examples} examples x {args.models} models per side: "
@@ -103,6 +146,12 @@ def main(argv: list[str] | None = None) -> None:
         f"({result['device_name']}, {result['torch_threads']} torch thread(s)), "
         f"F = {quality:.4f}, {result['finished_at']}\n"
     )
+    if baseline:
+        note += (
+            f"revision {args.baseline}'s metric on the same inputs, same run: {base_seconds:.1f} s "
+            f"wall ({base_cpu:.1f} s CPU), {baseline['speedup']}x this checkout's time; "
+            f"F {'identical' if baseline['same_forget_quality'] else f'differs: {base_quality!r}'}\n"
+        )
     write_json_atomic(RESULTS / "metric.json", result)
     write_text_atomic(RESULTS / "metric.md", note)
     print(note, end="")
