@@ -132,3 +132,42 @@ def test_the_timed_retraining_runs_at_the_thread_count_of_the_runs(monkeypatch):
     finally:
         torch.set_num_threads(callers)
     assert seen == [1]  # the default executor is the same local one: timed once, at 1 thread
+
+
+def _timed_recipes(monkeypatch, limit):
+    """Run the timed-retraining task on small data; return the recipes it trained with and its timing."""
+    import dataclasses
+
+    from local_eval.scoring import cost
+    from local_eval.scoring.presets import get_preset
+    from local_eval.scoring.references import load_eval_data
+
+    preset = get_preset("smoke", {"n_models": 3, "train_size": 120, "val_size": 16, "test_size": 32})
+    preset = dataclasses.replace(
+        preset, retrain_recipe=dataclasses.replace(get_preset("faithful").retrain_recipe, epochs=5,
+                                                   checkpoint_start=3)
+    )  # fmt: skip
+    recipes = []
+    real = cost.train_model
+
+    def recording(*args, **kwargs):
+        recipes.append(args[4])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cost, "train_model", recording)
+    monkeypatch.setattr(cost, "WHOLE_TIMING_LIMIT", limit)
+    timing = cost.timed_retraining_task(preset, load_eval_data(preset), False, device=torch.device("cpu"))
+    return recipes, timing
+
+
+def test_a_long_retraining_is_timed_over_its_first_epochs_and_scaled(monkeypatch):
+    recipes, timing = _timed_recipes(monkeypatch, limit=0)
+    assert [r.epochs for r in recipes] == [2]
+    assert timing.scaled_from == (2, 5)
+    assert timing.process_seconds > 0
+
+
+def test_a_short_retraining_is_timed_whole(monkeypatch):
+    recipes, timing = _timed_recipes(monkeypatch, limit=10**9)
+    assert [r.epochs for r in recipes] == [5]
+    assert timing.scaled_from is None

@@ -368,8 +368,14 @@ def cost_note(results: list[dict[str, Any]], prepared: Prepared) -> str:
     bases = sorted({BASES.get(r.get("time_fraction_basis"), "") for r in timed} - {""})
     cpu = _span([r["cost"]["retraining"]["process_seconds"] for r in timed])
     wall = _span([r["cost"]["retraining"]["wall_seconds"] for r in timed])
+    scaled = sorted({tuple(r["cost"]["retraining"].get("scaled_from") or ()) for r in timed} - {()})
+    how = "".join(
+        f"; its first {k} of {epochs} epochs and one validation pass timed, scaled by the "
+        "recipe's counts"
+        for k, epochs in scaled
+    )
     return (
-        f"Time fraction: {'; '.join(bases)} (one retraining: {cpu} s CPU, {wall} s wall). "
+        f"Time fraction: {'; '.join(bases)} (one retraining: {cpu} s CPU, {wall} s wall{how}). "
         "Passes: the forward and backward example passes of one run over one retraining's, "
         "counted exactly."
     )

@@ -40,6 +40,9 @@ class RunTiming:
     process_seconds: float
     thread_seconds: float
     calibration_seconds: float | None
+    # Set when the clocks are a long retraining's first epochs scaled to all of them:
+    # (epochs timed, epochs in the recipe). None: the whole run was timed.
+    scaled_from: tuple[int, int] | None = None
 
 
 def calibration_seconds(device: torch.device | str = "cpu") -> float:
