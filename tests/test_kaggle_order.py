@@ -96,3 +96,25 @@ def test_the_paragraph_names_tau_its_interval_and_the_places():
     assert "Kendall's tau = 1.00 [1.00, 1.00] (95%)" in text
     assert "`fanchuan` 1" in text and "`forget` 8" in text
     assert "7 of them score above `finetune` (7 with a paired interval above 0)" in text
+
+
+def _drawn_against_kaggle(monkeypatch, tmp_path, rows):
+    from local_eval.boards import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_against_kaggle", lambda axes, rows, found: drawn.append(found.methods))
+    for r in rows:
+        r.update(time_fraction=0.1)
+    plots.plot_board(tmp_path / "board.png", "board", rows, [{"score": 0.2}], None)
+    assert (tmp_path / "board.png").stat().st_size > 0
+    return drawn
+
+
+def test_the_board_picture_draws_the_competition_entries_at_their_places(monkeypatch, tmp_path):
+    rows = [row("seif", 0.1), row("fanchuan", 0.3), row("kookmin", 0.2), row("finetune", 0.05)]
+    assert _drawn_against_kaggle(monkeypatch, tmp_path, rows) == [("fanchuan", "kookmin", "seif")]
+
+
+def test_a_board_without_three_competition_entries_draws_no_kaggle_panel(monkeypatch, tmp_path):
+    rows = [row("fanchuan", 0.3), row("finetune", 0.05), row("salun", 0.1)]
+    assert _drawn_against_kaggle(monkeypatch, tmp_path, rows) == []

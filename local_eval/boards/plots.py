@@ -3,7 +3,8 @@
 A table answers "who is first"; the question researchers come back with is
 "what does that score cost, and how far is it from retraining". So the standard
 board is drawn as score against time fraction with the retrain ceiling as a
-line, the requests board as one score curve per method over the requests, and
+line (and, where it scored competition entries, their scores at their places on
+Kaggle's private leaderboard: does the board predict the competition?), the requests board as one score curve per method over the requests, and
 the federated board as each method's federated score beside its standard one.
 Rows are the result dicts the leaderboards already hold; nothing is recomputed.
 ``plot_board`` picks the picture from what the board holds, so a new scenario's
@@ -17,6 +18,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from local_eval.boards.kaggle_order import (
+    BASELINE,
+    KAGGLE_PRIVATE_PLACES,
+    KaggleAgreement,
+    kaggle_agreement,
+)
 from local_eval.cache import atomic_write_bytes
 
 CEILING_COLOUR = "tab:red"
@@ -58,8 +65,12 @@ def _score_and_cost(
     from matplotlib.figure import Figure
 
     ordered = sorted(rows, key=lambda row: row["score"])
-    figure = Figure(figsize=(13, max(4.0, 0.35 * len(ordered) + 1.5)), layout="constrained")
-    bars, scatter = figure.subplots(1, 2, width_ratios=[1, 1.2])
+    agreement = kaggle_agreement(rows)
+    panels = 3 if agreement is not None else 2
+    figure = Figure(
+        figsize=(13 + 5 * (panels - 2), max(4.0, 0.35 * len(ordered) + 1.5)), layout="constrained"
+    )
+    bars, scatter, *rest = figure.subplots(1, panels, width_ratios=[1, 1.2, 1][:panels])
 
     names = [row["method"] for row in ordered]
     bars.barh(
@@ -86,8 +97,37 @@ def _score_and_cost(
     scatter.set_xlabel("time fraction (one run / one retraining, log)")
     scatter.set_ylabel("score")
     scatter.set_title("Score against cost")
+    if rest:
+        _against_kaggle(rest[0], rows, agreement)
     figure.suptitle(title)
     return _save(figure, path)
+
+
+def _against_kaggle(axes, rows: list[dict[str, Any]], agreement: KaggleAgreement) -> None:
+    """The competition entries' local scores (with intervals) at their Kaggle places."""
+    by_name = {row["method"]: row for row in rows}
+    entries = [by_name[name] for name in agreement.methods]
+    places = [KAGGLE_PRIVATE_PLACES[name] for name in agreement.methods]
+    below, above = error_bars(entries)
+    axes.errorbar(
+        places, [row["score"] for row in entries], yerr=[below, above],
+        fmt="o", color="tab:blue", capsize=3,
+    )  # fmt: skip
+    for place, row in zip(places, entries):
+        axes.annotate(
+            row["method"], (place, row["score"]), fontsize=8, xytext=(4, 3),
+            textcoords="offset points",
+        )  # fmt: skip
+    if BASELINE in by_name:
+        axes.axhline(by_name[BASELINE]["score"], color="grey", linestyle=":", label=BASELINE)
+        axes.legend(loc="upper right", fontsize=8)
+    axes.set_xticks(range(1, max(places) + 1))
+    axes.set_xlabel("place on Kaggle's private leaderboard")
+    axes.set_ylabel("local score")
+    interval = (
+        f" [{agreement.interval[0]:.2f}, {agreement.interval[1]:.2f}]" if agreement.interval else ""
+    )
+    axes.set_title(f"Against Kaggle's order: Kendall's tau {agreement.tau:.2f}{interval}")
 
 
 def _score_per_step(
