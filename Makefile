@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 CLI := $(PY) -m cli
 STAMP := $(VENV)/.installed
 METHOD ?= finetune
+A ?= ftsu
+B ?= finetune
 PRESET ?= cpu
 EXECUTOR ?= local
 RAY_ADDRESS ?=
@@ -21,7 +23,7 @@ SET ?=
 SET_ARGS := $(foreach s,$(SET),--set $(s))
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup notebook check-notebooks dryrun submission submit eval leaderboard tune test lint methods bench clean
+.PHONY: setup notebook check-notebooks dryrun submission submit eval leaderboard compare tune test lint methods bench clean
 
 setup: $(STAMP)
 
@@ -63,6 +65,9 @@ eval: setup
 
 leaderboard: setup
 	$(CLI) leaderboard --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(METHODS),--methods $(METHODS),) $(if $(N),--n-models $(N),) $(if $(SPLITS),--splits $(SPLITS),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
+
+compare: setup
+	$(CLI) compare $(A) $(B) --preset $(PRESET) $(if $(SPLIT),--split $(SPLIT),) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
 
 tune: setup
 	$(CLI) tune $(METHOD) --preset $(PRESET) --trials $(TRIALS) $(if $(SPACE),--space "$(SPACE)",) $(if $(WORKERS),--workers $(WORKERS),) $(if $(N),--n-models $(N),) $(if $(SEED),--seed $(SEED),) $(if $(FRESH),--fresh,) $(TUNE_EXEC_ARGS)

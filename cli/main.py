@@ -105,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_leaderboard)
 
+    p = sub.add_parser("compare", help="is method A better than B? their paired score difference")
+    p.add_argument("a", help="registered method name")
+    p.add_argument("b", help="registered method name to compare it with")
+    _eval_args(p)
+    p.add_argument("--split", type=int, default=0, metavar="J",
+                   help="compare on split J's references (0: the preset itself, as SPLITS= boards number them)")  # fmt: skip
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("tune", help="search hyperparameters with Optuna; report them on a held-out split")
     p.add_argument("method", help="registered method name, or path of a method file")
     p.add_argument("--preset", default="cpu", help="smoke, cpu, gpu, faithful or faithful_full")
@@ -479,6 +487,29 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 **_preset_fields(args),
             )
     print(path)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from local_eval.boards.compare import compare_methods, comparison_text
+
+    if args.splits != 1:
+        raise EvalError(
+            "compare pairs two methods on one reference set: drop --splits and pick one with "
+            "--split J (SPLIT=J on make)."
+        )
+    with closing(_executor(args)) as executor:
+        found = compare_methods(
+            args.a,
+            args.b,
+            args.preset,
+            scenario=_scenario(args),
+            executor=executor,
+            bootstrap=args.bootstrap,
+            split=args.split,
+            **_preset_fields(args),
+        )
+    print(comparison_text(found))
     return 0
 
 

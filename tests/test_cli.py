@@ -86,3 +86,7 @@ def test_the_preset_help_names_every_preset():
     for command in ("eval", "tune"):
         text = " ".join(cli(command, "--help").stdout.split())
         assert all(name in text for name in PRESETS), command
+
+
+def test_compare_over_several_splits_is_refused_in_one_line():
+    assert_one_clear_line(cli("compare", "ftsu", "salun", "--splits", "2"), "--split J")

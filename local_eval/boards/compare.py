@@ -1,0 +1,131 @@
+"""Is method A better than method B? Their paired score difference on the same references.
+
+Two separate intervals that overlap do not say two methods are equal, and two
+that barely miss each other overstate the gap: the score is noisy mostly
+through what both methods share (the forget examples and the reference
+models). Pairing cancels that. Both methods are scored (or their current
+stored results reused, as a board does) against one set of references, and the
+bootstrap resamples the forget examples, the reference models and the run
+indices alike for both, so the interval of A - B is what the data say about
+the gap itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import methods
+from local_eval.boards.leaderboard import Gathering, board_results, choose_methods
+from local_eval.devices import default_device
+from local_eval.errors import EvalError
+from local_eval.scoring.executors import Executor
+from local_eval.scoring.intervals import difference_to, stored_interval
+from local_eval.scoring.presets import Preset
+from local_eval.scoring.results import default_results_dir
+from local_eval.scoring.runner import resolve_preset
+from local_eval.scoring.scenarios import Scenario
+from local_eval.scoring.scenarios.standard import Standard
+from local_eval.scoring.several_splits import split_presets
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A's and B's results and the paired difference A - B (``intervals.difference_to``'s dict)."""
+
+    preset: Preset
+    scenario: str
+    a: dict[str, Any]
+    b: dict[str, Any]
+    difference: dict[str, Any]
+
+    @property
+    def verdict(self) -> str:
+        """``"ahead"`` / ``"behind"`` when the interval excludes 0, else ``"tied"``."""
+        if self.difference["low"] > 0:
+            return "ahead"
+        if self.difference["high"] < 0:
+            return "behind"
+        return "tied"
+
+
+def compare_methods(
+    a: str,
+    b: str,
+    preset: str | Preset = "cpu",
+    n_models: int | None = None,
+    *,
+    scenario: Scenario | None = None,
+    device: torch.device | str | None = None,
+    results_dir: Path | str | None = None,
+    progress: bool = True,
+    echo: bool = True,
+    executor: Executor | None = None,
+    bootstrap: int | None = None,
+    split: int = 0,
+    **options: Any,
+) -> Comparison:
+    """Score (or reuse) registered methods ``a`` and ``b`` on one preset; their paired difference.
+
+    ``split`` j > 0 compares on the preset's j-th independent reference set (the
+    one ``SPLITS=`` boards call split j), e.g. a split no tuning saw.
+    """
+    if a == b:
+        raise EvalError(f"compare needs two different methods; got {a!r} twice.")
+    if split < 0:
+        raise EvalError(f"--split {split}: splits are numbered from 0 (the preset itself).")
+    scenario = scenario or Standard()
+    preset = split_presets(resolve_preset(preset, options, n_models), split + 1)[split]
+    device = torch.device(device) if device is not None else default_device()
+    root = Path(results_dir) if results_dir is not None else default_results_dir()
+    registered = methods.all_method_handlers()
+    unknown = [name for name in (a, b) if name not in registered]
+    if unknown:
+        raise EvalError(
+            f"Cannot compare {', '.join(map(repr, unknown))}: not registered. "
+            f"Registered methods: {', '.join(registered)}."
+        )
+    chosen, _ = choose_methods([a, b])
+    gathering = Gathering(root, device, False, progress, echo, bootstrap, executor)
+    prepared = scenario.prepare(preset, device, progress, executor=executor)
+    rows, failures = board_results(chosen, preset, scenario, prepared, gathering)
+    if failures:
+        name, message = next(iter(failures.items()))
+        raise EvalError(f"{name} could not be scored: {' '.join(message.split())}")
+    by_name = {row["method"]: row for row in rows}
+    difference = difference_to(by_name[a], by_name[b], prepared.final, bootstrap)
+    if difference is None:
+        raise EvalError(
+            f"{a} and {b} have no paired interval: a stored result kept no per-run confidences. "
+            "Score them again (delete their result files) and compare."
+        )
+    return Comparison(preset, scenario.name, by_name[a], by_name[b], difference)
+
+
+def comparison_text(found: Comparison) -> str:
+    """Three lines: each score with its interval, then the difference and what it means."""
+    a, b, d = found.a["method"], found.b["method"], found.difference
+    mode = "" if found.scenario == "standard" else f", {found.scenario}"
+    setup = f"preset {found.preset.name}{mode}, N = {found.preset.n_models}"
+    meaning = {
+        "ahead": f"{a} scores higher than {b}",
+        "behind": f"{a} scores lower than {b}",
+        "tied": f"tied: this N cannot tell {a} and {b} apart",
+    }[found.verdict]
+    return "\n".join(
+        [
+            _score_line(found.a),
+            _score_line(found.b),
+            f"{a} - {b} = {d['estimate']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] "
+            f"({d['level']:.0%} paired bootstrap, B = {d['num_resamples']}; {setup}): {meaning}",
+        ]
+    )
+
+
+def _score_line(row: dict[str, Any]) -> str:
+    interval = stored_interval(row)
+    bracket = f" [{interval.low:.4f}, {interval.high:.4f}]" if interval else ""
+    return f"{row['method']}: score {row['score']:.4f}{bracket}"
