@@ -152,8 +152,11 @@ def main(argv: list[str] | None = None) -> None:
             f"wall ({base_cpu:.1f} s CPU), {baseline['speedup']}x this checkout's time; "
             f"F {'identical' if baseline['same_forget_quality'] else f'differs: {base_quality!r}'}\n"
         )
-    write_json_atomic(RESULTS / "metric.json", result)
-    write_text_atomic(RESULTS / "metric.md", note)
+    # The competition's size keeps the plain name; other shapes get their own files.
+    default = (args.examples, args.models) == (parser.get_default("examples"), parser.get_default("models"))
+    stem = "metric" if default else f"metric-{args.examples}x{args.models}"
+    write_json_atomic(RESULTS / f"{stem}.json", result)
+    write_text_atomic(RESULTS / f"{stem}.md", note)
     print(note, end="")
 
 
