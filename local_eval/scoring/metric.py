@@ -41,6 +41,13 @@ CONFIDENCE_FLOOR = 1e-45
 # GPU takes more at once because it has the memory and wants the parallelism.
 CPU_CHUNK_THRESHOLDS = 1 << 19
 GPU_CHUNK_THRESHOLDS = 1 << 25
+# The window attack scores each right threshold over the 2N + 1 left ranks its grid reaches
+# while there are at most this many (N <= 128), else over its 400 searched left thresholds:
+# one core, 22,000 examples x 32 models (a cpu-preset bootstrap) took 8.6 s by rank against
+# 40.8 s by search, 5,000 x 512 took 32.1 s by rank against 14.1 s by search (one run,
+# benchmarks/results/metric*.md); the costs, ~(2N + 1) against ~400 log2(2N) steps, cross
+# near N = 256.
+RANKS_BEAT_SEARCH = 257
 
 Array = np.ndarray | torch.Tensor
 Device = torch.device | str | None
@@ -360,10 +367,10 @@ def _best_window(
     for each, 400 left thresholds over [r - width - 2, r - width + 2]. With
     k_r = #(pooled <= r) and k_l = #(pooled < l), the window holds the models
     ranked k_l..k_r - 1, so the table entry is ``below[k_r] - below[k_l]`` plus
-    the offset of (fp = 0, fn = N). Only the 2N + 1 values k_l can take are
-    scored per right threshold, those its left grid reaches
-    (``_reached_left_ranks``), rather than all 400 left thresholds: the same
-    maximum at about a fifth of the work (the bootstrap's cost).
+    the offset of (fp = 0, fn = N). Up to ``RANKS_BEAT_SEARCH`` ranks, only the
+    2N + 1 values k_l can take are scored per right threshold, those its left
+    grid reaches (``_reached_left_ranks``); with more models, searching the 400
+    left thresholds is cheaper. Both give the same maximum.
     """
     num_examples = pos.shape[0]
     start = pos[:, 0] + width - WINDOW_BUFFER
@@ -371,18 +378,28 @@ def _best_window(
     counts = _threshold_count(start, stop)
     num_right = int(counts.max())
     num_ranks = 2 * num_models + 1
-    step = max(1, budget // (num_right * num_ranks))
+    by_rank = num_ranks <= RANKS_BEAT_SEARCH
+    step = max(1, budget // (num_right * (num_ranks if by_rank else NUM_LEFT_THRESHOLDS)))
     offset = num_models * (2 * num_models + 1) + num_models
     best = torch.empty(num_examples, dtype=torch.float32, device=pos.device)
     for first in range(0, num_examples, step):
         rows = slice(first, first + step)
         right = _linspace(start[rows], stop[rows], counts[rows], num_right)
         shifted = right - width[rows, None]
+        low, high = shifted - WINDOW_BUFFER, shifted + WINDOW_BUFFER
         sorted_rows, codes = pooled[rows], below[rows]
         right_rank = torch.searchsorted(sorted_rows, right, right=True)
-        reached = _reached_left_ranks(shifted - WINDOW_BUFFER, shifted + WINDOW_BUFFER, sorted_rows)
-        index = (codes.gather(1, right_rank) + offset)[..., None] - codes[:, None, :]
-        epsilons = table.take(index).masked_fill_(~reached, -math.inf)
+        right_code = (codes.gather(1, right_rank) + offset)[..., None]
+        if by_rank:
+            index = right_code - codes[:, None, :]
+            epsilons = table.take(index).masked_fill_(
+                ~_reached_left_ranks(low, high, sorted_rows), -math.inf
+            )
+        else:
+            left = _uniform_grid(low, high, NUM_LEFT_THRESHOLDS)
+            left_rank = torch.searchsorted(sorted_rows, left.flatten(1))
+            index = right_code - codes.gather(1, left_rank).view(left.shape)
+            epsilons = table.take(index)
         best[rows] = epsilons.flatten(1).amax(dim=1)
     return best
 
