@@ -118,3 +118,12 @@ def test_the_board_picture_draws_the_competition_entries_at_their_places(monkeyp
 def test_a_board_without_three_competition_entries_draws_no_kaggle_panel(monkeypatch, tmp_path):
     rows = [row("fanchuan", 0.3), row("finetune", 0.05), row("salun", 0.1)]
     assert _drawn_against_kaggle(monkeypatch, tmp_path, rows) == []
+
+
+def test_the_table_gives_one_row_per_labelled_board():
+    from local_eval.boards.kaggle_order import agreement_table
+
+    one = kaggle_agreement([row(m, 1.0 - 0.1 * i) for i, m in enumerate(WINNERS)])
+    lines = agreement_table([("split 0", one), ("split 1", None), ("split 2", one)])
+    assert [line.split("|")[1].strip() for line in lines if line.startswith("| split")] == ["split 0", "split 2"]
+    assert "| split 0 | 7 | 1.00 | <1% |" in "\n".join(lines)

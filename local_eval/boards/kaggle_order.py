@@ -122,7 +122,7 @@ def agreement_lines(agreement: KaggleAgreement | None, subject: str = "this boar
         f"scored here (private-leaderboard places: {places}), {subject} orders them with "
         f"Kendall's tau = {agreement.tau:.2f}{interval} against the competition's order "
         f"(1: the same order, 0: unrelated); a random order does at least as well "
-        f"{agreement.chance:.0%} of the time."
+        f"{_share(agreement.chance)} of the time."
     )
     if agreement.above_baseline is not None:
         text += (
@@ -131,6 +131,37 @@ def agreement_lines(agreement: KaggleAgreement | None, subject: str = "this boar
             "on Kaggle all of them did."
         )
     return ["", text]
+
+
+def agreement_table(agreements: Sequence[tuple[str, KaggleAgreement | None]]) -> list[str]:
+    """One row per labelled board (e.g. per split): the same figures as ``agreement_lines``."""
+    found = [(label, a) for label, a in agreements if a is not None]
+    if not found:
+        return []
+    lines = [
+        "",
+        "**Against Kaggle's order**: Kendall's tau between the competition entries' scores and "
+        "their private-leaderboard places (1: the same order, 0: unrelated; on Kaggle all of "
+        f"them beat `{BASELINE}`).",
+        "",
+        "| | entries | tau [lo, hi] | a random order does as well | above finetune (clearly) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, a in found:
+        interval = f" [{a.interval[0]:.2f}, {a.interval[1]:.2f}]" if a.interval else ""
+        above = (
+            f"{len(a.above_baseline)} ({len(a.clearly_above_baseline)})"
+            if a.above_baseline is not None
+            else ""
+        )
+        lines.append(
+            f"| {label} | {len(a.methods)} | {a.tau:.2f}{interval} | {_share(a.chance)} | {above} |"
+        )
+    return lines
+
+
+def _share(value: float) -> str:
+    return "<1%" if 0 < value < 0.01 else f"{value:.0%}"
 
 
 def _paired_resamples(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, float] | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from local_eval.boards.kaggle_order import agreement_lines, kaggle_agreement
+from local_eval.boards.kaggle_order import agreement_table, kaggle_agreement
 from local_eval.boards.leaderboard import (
     CEILING_LABEL,
     Gathering,
@@ -168,8 +168,7 @@ def render_split_board(
         cells.append(f"{tied}/{k}")
         lines.append(f"| {rank} | {name} | " + " | ".join(cells) + " |")
     if board.compares_with_kaggle:
-        for j, s in enumerate(splits):
-            lines += agreement_lines(kaggle_agreement(s.rows), f"split {j}")
+        lines += agreement_table([(f"split {j}", kaggle_agreement(s.rows)) for j, s in enumerate(splits)])
     lines += board_notes(failures, left_out, board.left_out_label, merged)
     return "\n".join(lines) + "\n"
 
