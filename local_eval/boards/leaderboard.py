@@ -339,7 +339,9 @@ def uncertainty_note(results: list[dict[str, Any]], ceiling: dict[str, Any]) -> 
         f"{', '.join(map(str, resamples))} resamples of the forget examples, the method's runs "
         "and the reference models). *tied with #1*: the interval overlaps the leader's, so this "
         "N cannot tell the two apart. *Δ vs leader*: the paired difference to the leader on the "
-        "same resamples (an interval excluding 0 says they differ)."
+        "same resamples (an interval excluding 0 says they differ). Resampled models repeat, and "
+        "repeated confidences are easier to tell apart, so intervals sit low: a score near the "
+        "ceiling can lie above its own interval."
     )
 
 
