@@ -23,7 +23,7 @@ SET ?=
 SET_ARGS := $(foreach s,$(SET),--set $(s))
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup notebook check-notebooks dryrun submission submit eval leaderboard compare tune test lint methods bench clean
+.PHONY: setup notebook check-notebooks dryrun submission submit eval leaderboard references compare tune test lint methods bench clean
 
 setup: $(STAMP)
 
@@ -65,6 +65,9 @@ eval: setup
 
 leaderboard: setup
 	$(CLI) leaderboard --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(METHODS),--methods $(METHODS),) $(if $(N),--n-models $(N),) $(if $(SPLITS),--splits $(SPLITS),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
+
+references: setup
+	$(CLI) references --preset $(PRESET) $(if $(N),--n-models $(N),) $(if $(STATUS),--status,) $(EXEC_ARGS)
 
 compare: setup
 	$(CLI) compare $(A) $(B) --preset $(PRESET) $(if $(SPLIT),--split $(SPLIT),) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)

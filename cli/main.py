@@ -105,6 +105,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_leaderboard)
 
+    p = sub.add_parser("references", help="build a preset's reference models (or, with --status, say how far they are)")
+    p.add_argument("--preset", default="cpu", help="smoke, cpu, gpu, faithful or faithful_full")
+    p.add_argument("--n-models", type=int, default=None, help="N: 1 + 2N models")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--status", action="store_true", help="only report finished and half-trained models")
+    _executor_args(p)
+    p.add_argument("--ensemble", type=int, default=1, metavar="M", help="M retrained models per task, vectorised")
+    p.set_defaults(func=cmd_references)
+
     p = sub.add_parser("compare", help="is method A better than B? their paired score difference")
     p.add_argument("a", help="registered method name")
     p.add_argument("b", help="registered method name to compare it with")
@@ -487,6 +496,21 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 **_preset_fields(args),
             )
     print(path)
+    return 0
+
+
+def cmd_references(args: argparse.Namespace) -> int:
+    from local_eval.scoring.reference_status import reference_status, status_text
+    from local_eval.scoring.references import build_references
+    from local_eval.scoring.runner import resolve_preset
+
+    fields = {"data_root": args.data_root} if args.data_root else {}
+    preset = resolve_preset(args.preset, fields, args.n_models)
+    if not args.status:
+        with closing(_executor(args)) as executor:
+            built = build_references(preset, executor=executor, ensemble=args.ensemble)
+        print(f"this build: {built.seconds_this_build:.0f} s wall")
+    print(status_text(reference_status(preset)))
     return 0
 
 

@@ -90,3 +90,15 @@ def test_the_preset_help_names_every_preset():
 
 def test_compare_over_several_splits_is_refused_in_one_line():
     assert_one_clear_line(cli("compare", "ftsu", "salun", "--splits", "2"), "--split J")
+
+
+def test_references_status_on_an_empty_cache_reports_none_finished(tmp_path):
+    import os
+
+    env = {**os.environ, "UNLEARNKIT_CACHE": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "references", "--preset", "smoke", "--n-models", "3", "--status"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "preset smoke (N = 3): 0 of 7 reference models finished" in result.stdout

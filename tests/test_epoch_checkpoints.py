@@ -175,3 +175,33 @@ def test_a_reference_model_resumed_from_its_checkpoint_equals_one_trained_at_onc
 def test_a_stored_model_leaves_no_epoch_checkpoint_behind(tiny_preset):
     built = build_references(tiny_preset, device=torch.device("cpu"), progress=False)
     assert not list((built.directory / "training").glob("*.pt"))
+
+
+def test_status_of_a_finished_build_counts_every_model_and_its_training_time(tiny_preset):
+    from local_eval.scoring.reference_status import reference_status
+
+    build_references(tiny_preset, device=torch.device("cpu"), progress=False)
+    status = reference_status(tiny_preset)
+    assert (status.finished, status.total, status.half_trained) == (7, 7, {})
+    assert len(status.train_seconds) == 7 and status.devices == ("cpu",)
+
+
+def test_status_of_a_killed_build_names_the_half_trained_model_and_its_saved_epochs(
+    tiny_preset, monkeypatch
+):
+    from local_eval.scoring.reference_status import reference_status, status_text
+
+    _kill_after_saves(monkeypatch, saves=1)
+    with pytest.raises(Killed):
+        build_references(tiny_preset, device=torch.device("cpu"), progress=False)
+    status = reference_status(tiny_preset)
+    assert status.finished == 0 and status.half_trained == {"original": 1}
+    assert "half-trained (epochs saved, resumed by the next build): original 1/3" in status_text(status)
+
+
+def test_status_does_not_count_a_model_whose_weights_no_longer_match(tiny_preset):
+    from local_eval.scoring.reference_status import reference_status
+
+    built = build_references(tiny_preset, device=torch.device("cpu"), progress=False)
+    built.original.path.write_bytes(b"not the weights")
+    assert reference_status(tiny_preset).finished == 6

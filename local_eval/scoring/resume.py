@@ -61,6 +61,21 @@ class EpochCheckpoint:
             return None
         return state
 
+    def saved_epochs(self, recipe_fields: dict[str, Any], seed: int) -> int:
+        """How many epochs a checkpoint of this recipe and seed holds (0: none), for status reports.
+
+        Read without the training data, so the indices' hash is not checked: the
+        training itself still refuses a checkpoint of other examples.
+        """
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except (OSError, EOFError, RuntimeError, ValueError, AttributeError, pickle.UnpicklingError):
+            return 0
+        owner = state.get("owner") if isinstance(state, dict) else None
+        if not isinstance(owner, dict) or owner.get("recipe") != recipe_fields or owner.get("seed") != seed:
+            return 0
+        return int(state["epoch"]) + 1
+
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
 
