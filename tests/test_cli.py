@@ -102,3 +102,26 @@ def test_references_status_on_an_empty_cache_reports_none_finished(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "preset smoke (N = 3): 0 of 7 reference models finished" in result.stdout
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_without_a_traceback(monkeypatch, tmp_path):
+    """`cli ... | head` : the reader closes the pipe, the next write fails; that is no error."""
+    import errno
+    import io
+    import os
+
+    from cli.main import main
+
+    class ClosedPipe(io.TextIOBase):
+        def __init__(self, fd):
+            self._fd = fd
+
+        def write(self, text):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+        def fileno(self):
+            return self._fd
+
+    fd = os.open(tmp_path / "stdout", os.O_WRONLY | os.O_CREAT)
+    monkeypatch.setattr(sys, "stdout", ClosedPipe(fd))
+    assert main(["methods"]) == 0
