@@ -14,6 +14,7 @@ from local_eval.scoring.presets import get_preset
 from local_eval.scoring.references import build_references, epoch_checkpoint, references_dir
 from local_eval.scoring.resume import EpochCheckpoint
 from local_eval.scoring.training import Recipe, train_model
+from tests import tiny_references
 
 EPOCHS = 4
 # The organisers' recipe at four epochs: Adam, cosine per epoch, class weights, best-validation
@@ -58,6 +59,16 @@ def _kill_after_saves(monkeypatch, saves):
     return done
 
 
+def _killed_once(recipe, tmp_path, monkeypatch) -> EpochCheckpoint:
+    """Train ``recipe`` until it dies after its second saved epoch; return a fresh handle on
+    the checkpoint it left, for the next attempt (which saves normally)."""
+    _kill_after_saves(monkeypatch, saves=2)
+    with pytest.raises(Killed):
+        _train(recipe, checkpoint=EpochCheckpoint(tmp_path / "run.pt", every_seconds=0))
+    monkeypatch.undo()
+    return EpochCheckpoint(tmp_path / "run.pt", every_seconds=0)
+
+
 def _same_weights(a, b):
     return all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
@@ -66,34 +77,22 @@ def _same_weights(a, b):
 def test_a_training_killed_after_an_epoch_resumes_to_the_same_model(recipe, tmp_path, monkeypatch):
     expected_history = []
     expected = _train(recipe, history=expected_history)
-    checkpoint = EpochCheckpoint(tmp_path / "run.pt", every_seconds=0)
-    _kill_after_saves(monkeypatch, saves=2)
-    with pytest.raises(Killed):
-        _train(recipe, checkpoint=checkpoint)
-    monkeypatch.undo()
+    checkpoint = _killed_once(recipe, tmp_path, monkeypatch)
     history = []
-    resumed = _train(recipe, checkpoint=EpochCheckpoint(tmp_path / "run.pt", every_seconds=0), history=history)
+    resumed = _train(recipe, checkpoint=checkpoint, history=history)
     assert _same_weights(resumed, expected)
     assert history == expected_history
 
 
 def test_a_resumed_training_starts_after_the_saved_epoch(tmp_path, monkeypatch):
-    _kill_after_saves(monkeypatch, saves=2)
-    with pytest.raises(Killed):
-        _train(ORGANISERS_SHORT, checkpoint=EpochCheckpoint(tmp_path / "run.pt", every_seconds=0))
-    monkeypatch.undo()
-    checkpoint = EpochCheckpoint(tmp_path / "run.pt", every_seconds=0)
+    checkpoint = _killed_once(ORGANISERS_SHORT, tmp_path, monkeypatch)
     _train(ORGANISERS_SHORT, checkpoint=checkpoint)
     assert checkpoint.resumed_epoch == 2
     assert checkpoint.resumed_seconds > 0
 
 
 def test_a_checkpoint_of_another_recipe_is_ignored(tmp_path, monkeypatch):
-    _kill_after_saves(monkeypatch, saves=2)
-    with pytest.raises(Killed):
-        _train(ONE_CYCLE_AUGMENTED, checkpoint=EpochCheckpoint(tmp_path / "run.pt", every_seconds=0))
-    monkeypatch.undo()
-    checkpoint = EpochCheckpoint(tmp_path / "run.pt", every_seconds=0)
+    checkpoint = _killed_once(ONE_CYCLE_AUGMENTED, tmp_path, monkeypatch)
     model = _train(ORGANISERS_SHORT, checkpoint=checkpoint)
     assert checkpoint.resumed_epoch is None
     assert _same_weights(model, _train(ORGANISERS_SHORT))
@@ -120,14 +119,10 @@ def test_the_last_epoch_writes_no_checkpoint(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tiny_preset(tmp_path, monkeypatch):
+    """Three-epoch reference models that checkpoint after every epoch."""
     monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(references, "CHECKPOINT_EVERY_SECONDS", 0)
-    three_epochs = Recipe(epochs=3, lr=0.05, batch_size=32, augment=False)
-    return dataclasses.replace(
-        get_preset("smoke", {"n_models": 3, "train_size": 120, "val_size": 16, "test_size": 32}),
-        original_recipe=three_epochs,
-        retrain_recipe=three_epochs,
-    )
+    return tiny_references.tiny_preset(epochs=3)
 
 
 def _trainings(monkeypatch):

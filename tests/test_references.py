@@ -11,19 +11,13 @@ from local_eval.errors import EvalError
 from local_eval.scoring import references
 from local_eval.scoring.presets import PRESETS, get_preset
 from local_eval.scoring.references import build_references, references_dir, references_key
-from local_eval.scoring.training import Recipe
-
-ONE_EPOCH = Recipe(epochs=1, lr=0.05, batch_size=32, augment=False)
+from tests import tiny_references
 
 
 @pytest.fixture
 def tiny_preset():
     """Seven one-epoch models on synthetic data: enough to watch the cache work."""
-    return dataclasses.replace(
-        get_preset("smoke", {"n_models": 3, "train_size": 120, "val_size": 16, "test_size": 32}),
-        original_recipe=ONE_EPOCH,
-        retrain_recipe=ONE_EPOCH,
-    )
+    return tiny_references.tiny_preset(epochs=1)
 
 
 @pytest.fixture

@@ -53,11 +53,8 @@ class EpochCheckpoint:
 
     def load(self, owner: dict[str, Any]) -> dict[str, Any] | None:
         """The saved state if it belongs to ``owner`` (see :func:`training_owner`), else None."""
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except (OSError, EOFError, RuntimeError, ValueError, AttributeError, pickle.UnpicklingError):
-            return None  # missing, or cut short by a crash outside the atomic rename
-        if not isinstance(state, dict) or state.get("owner") != owner:
+        state = self._read()
+        if state is None or state.get("owner") != owner:
             return None
         return state
 
@@ -67,14 +64,19 @@ class EpochCheckpoint:
         Read without the training data, so the indices' hash is not checked: the
         training itself still refuses a checkpoint of other examples.
         """
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except (OSError, EOFError, RuntimeError, ValueError, AttributeError, pickle.UnpicklingError):
-            return 0
-        owner = state.get("owner") if isinstance(state, dict) else None
+        state = self._read()
+        owner = state.get("owner") if state is not None else None
         if not isinstance(owner, dict) or owner.get("recipe") != recipe_fields or owner.get("seed") != seed:
             return 0
         return int(state["epoch"]) + 1
+
+    def _read(self) -> dict[str, Any] | None:
+        """The saved state as written, or None when there is none to trust."""
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except (OSError, EOFError, RuntimeError, ValueError, AttributeError, pickle.UnpicklingError):
+            return None  # missing, or cut short by a crash outside the atomic rename
+        return state if isinstance(state, dict) else None
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
