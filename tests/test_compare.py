@@ -73,5 +73,7 @@ def test_comparing_a_method_with_itself_is_refused():
 
 
 def test_comparing_an_unregistered_method_names_the_registered_ones():
-    with pytest.raises(EvalError, match="not registered"):
+    with pytest.raises(
+        EvalError, match=r"^Cannot compare 'no_such_method': not registered\. Registered methods: .*finetune"
+    ):
         compare_methods("finetune", "no_such_method", "smoke")

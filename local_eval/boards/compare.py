@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-import methods
 from local_eval.boards.leaderboard import Gathering, board_results, choose_methods
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
@@ -81,14 +80,7 @@ def compare_methods(
     preset = split_presets(resolve_preset(preset, options, n_models), split + 1)[split]
     device = torch.device(device) if device is not None else default_device()
     root = Path(results_dir) if results_dir is not None else default_results_dir()
-    registered = methods.all_method_handlers()
-    unknown = [name for name in (a, b) if name not in registered]
-    if unknown:
-        raise EvalError(
-            f"Cannot compare {', '.join(map(repr, unknown))}: not registered. "
-            f"Registered methods: {', '.join(registered)}."
-        )
-    chosen, _ = choose_methods([a, b])
+    chosen, _ = choose_methods([a, b], doing="compare")
     gathering = Gathering(root, device, False, progress, echo, bootstrap, executor)
     prepared = scenario.prepare(preset, device, progress, executor=executor)
     rows, failures = board_results(chosen, preset, scenario, prepared, gathering)

@@ -112,11 +112,9 @@ def agreement_lines(agreement: KaggleAgreement | None, subject: str = "this boar
     if agreement is None:
         return []
     places = ", ".join(f"`{m}` {KAGGLE_PRIVATE_PLACES[m]}" for m in agreement.methods)
-    interval = (
-        f" [{agreement.interval[0]:.2f}, {agreement.interval[1]:.2f}] ({agreement.level:.0%})"
-        if agreement.interval
-        else ""
-    )
+    interval = _tau_interval(agreement)
+    if agreement.interval:
+        interval += f" ({agreement.level:.0%})"
     text = (
         f"**Against Kaggle's order.** Of the {len(agreement.methods)} competition entries "
         f"scored here (private-leaderboard places: {places}), {subject} orders them with "
@@ -148,7 +146,7 @@ def agreement_table(agreements: Sequence[tuple[str, KaggleAgreement | None]]) ->
         "|---|---:|---:|---:|---:|",
     ]
     for label, a in found:
-        interval = f" [{a.interval[0]:.2f}, {a.interval[1]:.2f}]" if a.interval else ""
+        interval = _tau_interval(a)
         above = (
             f"{len(a.above_baseline)} ({len(a.clearly_above_baseline)})"
             if a.above_baseline is not None
@@ -158,6 +156,14 @@ def agreement_table(agreements: Sequence[tuple[str, KaggleAgreement | None]]) ->
             f"| {label} | {len(a.methods)} | {a.tau:.2f}{interval} | {_share(a.chance)} | {above} |"
         )
     return lines
+
+
+def _tau_interval(agreement: KaggleAgreement) -> str:
+    """`` [lo, hi]`` of tau, or nothing where the rows carried no paired resamples."""
+    if not agreement.interval:
+        return ""
+    low, high = agreement.interval
+    return f" [{low:.2f}, {high:.2f}]"
 
 
 def _share(value: float) -> str:

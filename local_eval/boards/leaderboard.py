@@ -389,18 +389,19 @@ def _span(values: list[float]) -> str:
 
 
 def choose_methods(
-    names: list[str] | None,
+    names: list[str] | None, doing: str = "restrict the leaderboard to"
 ) -> tuple[dict[str, type[BaseMethod]], list[str]]:
     """The registered methods a board scores (all when ``names`` is None) and those it leaves out.
 
     Registry order, whatever order ``names`` came in, so the same choice always
-    gives the same board and the same command under it.
+    gives the same board and the same command under it. ``doing`` completes
+    "Cannot ..." in the error for an unregistered name, so it names the command.
     """
     handlers = methods.all_method_handlers()
     unknown = [name for name in dict.fromkeys(names or ()) if name not in handlers]
     if unknown:
         raise EvalError(
-            f"Cannot restrict the leaderboard to {', '.join(map(repr, unknown))}: not registered. "
+            f"Cannot {doing} {', '.join(map(repr, unknown))}: not registered. "
             f"Registered methods: {', '.join(handlers)}."
         )
     chosen = {name: cls for name, cls in handlers.items() if names is None or name in names}
