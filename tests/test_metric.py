@@ -429,7 +429,12 @@ def test_forget_quality_refuses_two_models():
 def test_window_left_ranks_are_those_its_400_thresholds_give(offset):
     """The ranks the shortcut scores are exactly those searching each left threshold finds,
     also where float64 rounding makes the threshold grid uneven (one step = 1 at 2^52)."""
-    from local_eval.scoring.metric import NUM_LEFT_THRESHOLDS, _reached_left_ranks, _uniform_grid
+    from local_eval.scoring.metric import (
+        NUM_LEFT_THRESHOLDS,
+        _one_step_settles,
+        _reached_left_ranks,
+        _uniform_grid,
+    )
 
     rng = np.random.default_rng(7)
     pooled = torch.sort(torch.from_numpy(rng.normal(0.0, 3.0, (5, 32)) + offset), dim=1).values
@@ -440,4 +445,6 @@ def test_window_left_ranks_are_those_its_400_thresholds_give(offset):
     ranks = torch.searchsorted(pooled, left.flatten(1)).view(left.shape)
     expected = torch.zeros(5, 60, 33, dtype=torch.bool)
     expected.scatter_(2, ranks, True)
-    assert torch.equal(_reached_left_ranks(low, high, pooled), expected)
+    settles = _one_step_settles(pooled, right.amin(1), right.amax(1), torch.full((5,), 1.5))
+    assert settles == (offset == 0.0)  # far from zero the counts are checked until they settle
+    assert torch.equal(_reached_left_ranks(low, high, pooled, settles), expected)

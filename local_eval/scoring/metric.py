@@ -381,6 +381,7 @@ def _best_window(
     by_rank = num_ranks <= RANKS_BEAT_SEARCH
     step = max(1, budget // (num_right * (num_ranks if by_rank else NUM_LEFT_THRESHOLDS)))
     offset = num_models * (2 * num_models + 1) + num_models
+    settles = by_rank and num_examples > 0 and _one_step_settles(pooled, start, stop, width)
     best = torch.empty(num_examples, dtype=torch.float32, device=pos.device)
     for first in range(0, num_examples, step):
         rows = slice(first, first + step)
@@ -393,7 +394,7 @@ def _best_window(
         if by_rank:
             index = right_code - codes[:, None, :]
             epsilons = table.take(index).masked_fill_(
-                ~_reached_left_ranks(low, high, sorted_rows), -math.inf
+                ~_reached_left_ranks(low, high, sorted_rows, settles), -math.inf
             )
         else:
             left = _uniform_grid(low, high, NUM_LEFT_THRESHOLDS)
@@ -404,7 +405,29 @@ def _best_window(
     return best
 
 
-def _reached_left_ranks(low: torch.Tensor, high: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+def _one_step_settles(
+    pooled: torch.Tensor, start: torch.Tensor, stop: torch.Tensor, width: torch.Tensor
+) -> bool:
+    """Whether one step each way settles every left grid's counts in this call.
+
+    True when all confidences and left thresholds are below 2^40 times a lower
+    bound of the grids' spacing (``_reached_left_ranks`` says why that suffices).
+    Bounded once per call from the right thresholds' range, one device sync
+    instead of one per chunk; a false answer only costs extra checking passes.
+    """
+    thresholds = torch.maximum(start.abs().amax(), stop.abs().amax()) + width.abs().amax()
+    magnitude = torch.maximum(pooled.abs().amax(), thresholds + 2 * WINDOW_BUFFER)
+    return bool(magnitude < _SPACING_FLOOR * 2.0**40)
+
+
+# Below the left grid's spacing, 2 * WINDOW_BUFFER / 399, whatever float rounding
+# does to it at the magnitudes ``_one_step_settles`` admits.
+_SPACING_FLOOR = 0.99 * 2 * WINDOW_BUFFER / (NUM_LEFT_THRESHOLDS - 1)
+
+
+def _reached_left_ranks(
+    low: torch.Tensor, high: torch.Tensor, pooled: torch.Tensor, settles: bool
+) -> torch.Tensor:
     """Which k = #(pooled < l) some left threshold l of each window's grid gives: ``[rows, R, 2N+1]``.
 
     The 400 left thresholds of a right threshold are ``np.linspace(low, high, 400)``
@@ -415,6 +438,7 @@ def _reached_left_ranks(low: torch.Tensor, high: torch.Tensor, pooled: torch.Ten
     pooled[k-1]. Those counts come from the grid's formula inverted, then checked
     against the grid points themselves, computed as ``_uniform_grid`` computes them,
     so a threshold lying on a confidence falls on the same side as before.
+    ``settles`` (from ``_one_step_settles``) says one correction step is enough.
     """
     num = NUM_LEFT_THRESHOLDS
     spacing = ((high - low) / (num - 1))[..., None]
@@ -425,15 +449,12 @@ def _reached_left_ranks(low: torch.Tensor, high: torch.Tensor, pooled: torch.Ten
     # (2^40 times it; confidences stay within a few hundred), so one step each way
     # settles it, and only such inputs check again until nothing moves.
     count = torch.floor((values - low) / spacing).add_(1).clamp_(0, num - 1)
-    exact_in_one_step = bool(
-        (torch.maximum(values.abs().amax(), low.abs().amax() + 4.0) < spacing.amin() * 2.0**40).all()
-    )
     while True:
         grow = (count < num - 1) & (count * spacing + low <= values)
         count += grow.to(count.dtype)
         shrink = (count > 0) & ((count - 1) * spacing + low > values)
         count -= shrink.to(count.dtype)
-        if exact_in_one_step or not (bool(grow.any()) or bool(shrink.any())):
+        if settles or not (bool(grow.any()) or bool(shrink.any())):
             break
     count += (high <= values).to(count.dtype)
     rows, rights = count.shape[:2]
