@@ -376,10 +376,21 @@ def cost_note(results: list[dict[str, Any]], prepared: Prepared) -> str:
         "recipe's counts"
         for k, epochs in scaled
     )
+    resumed = [
+        f"`{r['method']}` ({len(r['resumed_runs'])} of {r['n_models']} runs)"
+        for r in timed
+        if r.get("resumed_runs")
+    ]
+    kept = (
+        f" Resumed after an interruption: {', '.join(resumed)}; the kept runs were timed in "
+        "the earlier process, against its own conditions."
+        if resumed
+        else ""
+    )
     return (
         f"Time fraction: {'; '.join(bases)} (one retraining: {cpu} s CPU, {wall} s wall{how}). "
         "Passes: the forward and backward example passes of one run over one retraining's, "
-        "counted exactly."
+        f"counted exactly.{kept}"
     )
 
 

@@ -46,6 +46,7 @@ from local_eval.scoring.references import (
     measure_model,
 )
 from local_eval.scoring.results import RESULT_FORMAT, result_paths, write_result
+from local_eval.scoring.run_cache import RunCache, run_cache
 from local_eval.scoring.scenarios import Prepared, Scenario
 from local_eval.scoring.scenarios.standard import Standard
 from methods.base import BaseMethod
@@ -116,7 +117,15 @@ def score_method(
     prepared = scenario.prepare(preset, device, progress, executor=executor, ensemble=ensemble)
     # Timed first, where the runs are timed: the denominator of every time fraction below.
     retraining = timed_retraining(prepared.final, device, executor=executor)
-    runs, confidences = serve(method_cls, params, preset, prepared, device, progress, executor)
+    stored_runs = run_cache(
+        method_identity(method_cls, params, preset),
+        prepared.record,
+        [step.refs.key for step in prepared.steps],
+        device,
+    )
+    runs, confidences, resumed = serve(
+        method_cls, params, preset, prepared, device, progress, executor, stored_runs
+    )
     steps, references = [], []
     for j, step in enumerate(prepared.steps):
         references.append(stack_confidences(step.refs.reference))
@@ -172,6 +181,8 @@ def score_method(
         "retrained": mean_accuracies(refs.reference),
         "original": record_accuracies(refs.original),
         "runs": runs,
+        # Runs kept from an interrupted scoring: their costs were measured in that earlier process.
+        **({"resumed_runs": resumed} if resumed else {}),
         **provenance(device, started),
         "json_path": str(json_path),
         "plot_path": str(plot_path),
@@ -179,6 +190,7 @@ def score_method(
     if bootstrap != NO_INTERVALS:
         result = with_intervals(result, refs, bootstrap)
     write_result(result, json_path)
+    stored_runs.discard()
     return Scored(result=result, unlearned=confidences, reference=references)
 
 
@@ -190,16 +202,22 @@ def serve(
     device: torch.device,
     progress: bool,
     executor: Executor | None = None,
-) -> tuple[list[dict[str, Any]], list[torch.Tensor]]:
-    """Per run: its seed, total cost, final accuracies and each step's; per step: confidences.
+    stored: RunCache | None = None,
+) -> tuple[list[dict[str, Any]], list[torch.Tensor], list[int]]:
+    """Per run: its seed, total cost, final accuracies and each step's; per step: confidences;
+    and the indices of the runs ``stored`` already held.
 
     Each run is one task of ``executor`` (default: here, on ``device``) making the
     scenario's calls in order on one model, so one run's calls follow each other
     without another run's in between, as they would in a deployment. Runs come
     back in index order whatever order they finished in; if some fail,
-    ``executors.TasksFailed`` names them after the others finished.
+    ``executors.TasksFailed`` names them after the others finished. With
+    ``stored``, each run is kept there as it finishes and the runs it already
+    holds are not run again (``run_cache``), so a killed scoring resumes.
     """
     executor = executor or LocalExecutor(device)
+    done = stored.finished(preset.n_models) if stored is not None else {}
+    resumed = sorted(done)
     plan = run_plan(method_cls, params, preset, prepared)
     tasks = [
         Task(
@@ -209,18 +227,22 @@ def serve(
             unit="run",
         )
         for i in range(preset.n_models)
+        if i not in done
     ]
-    done: dict[int, dict[str, Any]] = {}
+
+    def finished(task: Task, run: dict[str, Any]) -> None:
+        index = task.label.indices[0]
+        if stored is not None:
+            stored.save(index, run)
+        done[index] = run
+
     run_tasks(
-        executor,
-        tasks,
-        lambda task, run: done.__setitem__(task.label.indices[0], run),
-        f"{method_cls.name} runs",
-        progress=progress,
+        executor, tasks, finished, f"{method_cls.name} runs", progress=progress, initial=len(resumed)
     )
     runs = [done[i] for i in range(preset.n_models)]
     per_run = [run.pop("step_confidences") for run in runs]
-    return runs, [torch.stack([c[j] for c in per_run]) for j in range(len(prepared.steps))]
+    steps = range(len(prepared.steps))
+    return runs, [torch.stack([c[j] for c in per_run]) for j in steps], resumed
 
 
 @dataclasses.dataclass(frozen=True)
