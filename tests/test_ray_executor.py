@@ -91,7 +91,8 @@ def serve_both(method_cls, prepared):
     params = resolve_hyperparameters(method_cls, None)
     out = {}
     for name, executor in (("local", LocalExecutor(CPU)), ("ray", RayExecutor())):
-        out[name] = (serve(method_cls, params, PRESET, prepared, CPU, False, executor), executor)
+        runs, confidences, _ = serve(method_cls, params, PRESET, prepared, CPU, False, executor)
+        out[name] = ((runs, confidences), executor)
     return out
 
 
