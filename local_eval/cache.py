@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import uuid
@@ -111,6 +112,16 @@ def atomic_torch_save(obj: Any, path: Path | str) -> Path:
     with _temporary_sibling(Path(path)) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+def read_saved_state(path: Path | str) -> dict[str, Any] | None:
+    """A dict ``atomic_torch_save`` wrote, or None where there is none to trust: missing,
+    cut short by a crash outside the atomic rename, or not a dict."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, EOFError, RuntimeError, ValueError, AttributeError, pickle.UnpicklingError):
+        return None
+    return state if isinstance(state, dict) else None
 
 
 @contextmanager

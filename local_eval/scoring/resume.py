@@ -15,7 +15,6 @@ that does not match, or cannot be read, is ignored and overwritten.
 from __future__ import annotations
 
 import hashlib
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import torch
 
-from local_eval.cache import atomic_torch_save
+from local_eval.cache import atomic_torch_save, read_saved_state
 
 DEFAULT_EVERY_SECONDS = 60.0
 
@@ -53,7 +52,7 @@ class EpochCheckpoint:
 
     def load(self, owner: dict[str, Any]) -> dict[str, Any] | None:
         """The saved state if it belongs to ``owner`` (see :func:`training_owner`), else None."""
-        state = self._read()
+        state = read_saved_state(self.path)
         if state is None or state.get("owner") != owner:
             return None
         return state
@@ -64,19 +63,12 @@ class EpochCheckpoint:
         Read without the training data, so the indices' hash is not checked: the
         training itself still refuses a checkpoint of other examples.
         """
-        state = self._read()
+        state = read_saved_state(self.path)
         owner = state.get("owner") if state is not None else None
         if not isinstance(owner, dict) or owner.get("recipe") != recipe_fields or owner.get("seed") != seed:
             return 0
         return int(state["epoch"]) + 1
 
-    def _read(self) -> dict[str, Any] | None:
-        """The saved state as written, or None when there is none to trust."""
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except (OSError, EOFError, RuntimeError, ValueError, AttributeError, pickle.UnpicklingError):
-            return None  # missing, or cut short by a crash outside the atomic rename
-        return state if isinstance(state, dict) else None
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import torch
 
-from local_eval.cache import atomic_torch_save, cache_dir
+from local_eval.cache import atomic_torch_save, cache_dir, read_saved_state
 
 
 @dataclass(frozen=True)
@@ -52,11 +51,8 @@ class RunCache:
         return self.directory / f"run_{index:04d}.pt"
 
     def _read(self, index: int) -> dict[str, Any] | None:
-        try:
-            stored = torch.load(self._path(index), map_location="cpu", weights_only=True)
-        except (OSError, EOFError, RuntimeError, ValueError, AttributeError, pickle.UnpicklingError):
-            return None  # not run yet, or cut short by a crash outside the atomic rename
-        if not isinstance(stored, dict) or stored.get("key") != self.key or stored.get("index") != index:
+        stored = read_saved_state(self._path(index))  # None: not run yet, or cut short
+        if stored is None or stored.get("key") != self.key or stored.get("index") != index:
             return None
         return stored["run"] if isinstance(stored.get("run"), dict) else None
 
