@@ -29,7 +29,8 @@ KEYS_BEFORE_THE_FAITHFUL_OPTIONS = {
 def small_pooled_preset(**changes):
     """The faithful preset on the synthetic set's 2,500 pooled images with a tiny network."""
     preset = get_preset(
-        "faithful", {"dataset": "synthetic", "arch": "resnet18_tiny", "n_models": 3}
+        "faithful",
+        {"dataset": "synthetic", "train_size": None, "arch": "resnet18_tiny", "n_models": 3},
     )
     return dataclasses.replace(preset, **changes)
 
@@ -64,7 +65,7 @@ def test_faithful_presets_use_the_organisers_recipe():
 
 def test_faithful_presets_differ_only_in_width():
     narrow, full = get_preset("faithful"), get_preset("faithful_full")
-    assert (narrow.arch, full.arch) == ("resnet18_w16", "resnet18")
+    assert (narrow.arch, full.arch) == ("resnet18_w8", "resnet18")
     assert dataclasses.replace(narrow, name="x", arch="y") == dataclasses.replace(
         full, name="x", arch="y"
     )
@@ -73,6 +74,13 @@ def test_faithful_presets_differ_only_in_width():
 def test_pooled_partition_cuts_70000_images_as_the_organisers_do():
     part = pooled_partition(70_000, seed=0)
     assert (len(part.train), len(part.val), len(part.test)) == (56_000, 7_000, 7_000)
+
+
+def test_faithful_pool_makes_a_retain_epoch_of_several_hundred_steps():
+    preset = get_preset("faithful")
+    train = len(pooled_partition(preset.train_size, preset.seed).train)
+    retain_steps = train * (1 - preset.forget_fraction) / preset.batch_size
+    assert train == 20_800 and retain_steps > 300
 
 
 def test_pooled_partition_parts_are_disjoint_and_cover_the_pool():

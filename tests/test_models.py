@@ -33,7 +33,7 @@ def test_resnet18_is_the_competitions_torchvision_model():
     assert layout == torchvision_layout()
 
 
-@pytest.mark.parametrize("arch", ["resnet18_w16", "resnet18_tiny"])
+@pytest.mark.parametrize("arch", ["resnet18_w16", "resnet18_w8", "resnet18_tiny"])
 def test_narrow_variants_keep_torchvision_module_names(arch):
     model = build_model(arch)
     assert list(model.state_dict()) == list(torchvision_layout())
@@ -42,7 +42,7 @@ def test_narrow_variants_keep_torchvision_module_names(arch):
     ]
 
 
-@pytest.mark.parametrize(("arch", "width"), [("resnet18_w16", 16), ("resnet18_tiny", 4)])
+@pytest.mark.parametrize(("arch", "width"), [("resnet18_w16", 16), ("resnet18_w8", 8), ("resnet18_tiny", 4)])
 def test_narrow_variants_shrink_channels_from_the_stem(arch, width):
     model = build_model(arch)
     assert model.conv1.out_channels == width

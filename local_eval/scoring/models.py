@@ -15,8 +15,8 @@ from torchvision.models.resnet import BasicBlock, ResNet
 
 from local_eval.errors import EvalError
 
-ARCHITECTURES = ("resnet18", "resnet18_w16", "resnet18_tiny")
-_BASE_WIDTHS = {"resnet18_w16": 16, "resnet18_tiny": 4}
+ARCHITECTURES = ("resnet18", "resnet18_w16", "resnet18_w8", "resnet18_tiny")
+_BASE_WIDTHS = {"resnet18_w16": 16, "resnet18_w8": 8, "resnet18_tiny": 4}
 
 
 def build_model(arch: str, num_classes: int = 10) -> nn.Module:

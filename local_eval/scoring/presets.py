@@ -10,25 +10,29 @@ images (a retain epoch is 19 steps at batch 64, where the competition's was
 hundreds) and the project's SGD one-cycle recipe instead of the organisers'.
 ``faithful`` and ``faithful_full`` follow the organisers' set-up point by point
 (google-deepmind/unlearning_evaluation: ``surf.py`` for the data, ``train_lib.py``
-and ``main.py`` for the recipe): every Fashion-MNIST image pooled and cut
-80/10/10 into train / validation / test, forget = every training image of 15
-persons (about 2 % of train), Adam at lr 1e-4 with weight decay 5e-3, cosine over
-30 epochs stepped per epoch, cross-entropy weighted 1/count, no augmentation,
-unnormalised 0-255 inputs, best-validation checkpoint (from epoch 20 on for the
-retrained models). 56,000 training images make a retain epoch ~860 steps at
-batch 64, so methods' epoch budgets mean what they meant on Kaggle.
+and ``main.py`` for the recipe): a pool of Fashion-MNIST images cut 80/10/10 into
+train / validation / test, forget = every training image of 15 persons (about 2 %
+of train), Adam at lr 1e-4 with weight decay 5e-3, cosine over 30 epochs stepped
+per epoch, cross-entropy weighted 1/count, no augmentation, unnormalised 0-255
+inputs, best-validation checkpoint (from epoch 20 on for the retrained models).
 
-``faithful_full`` is the competition's network, torchvision's
-``resnet18(num_classes=10)``. ``faithful`` keeps its module names at a quarter of
-its width (``resnet18_w16``), chosen by compute: one model is 30 x 56,000 = 1.68 M
-training image-steps; on one CPU core width 16 trains ~890 images/s (~31 min a
-model, so N=16, 33 models, is ~17 core-hours: one night on an 8-16-core machine
-with the Ray executor), width 32 ~300/s (3x that: days), width 8 ~1,640/s (only
-half the cost of width 16, at a quarter of its capacity, because such thin
-convolutions are bound by overheads). Measured with batch 64, Adam, one thread.
-In the first real build (2026-12-01, Ray, one CPU per task, the 2-core machine shared
-with other jobs) the original and the first retrained model took 1,439 s and 1,393 s
-of training each, ~1,200 images/s: 33 models are ~13 core-hours.
+Two choices are made by compute, not by the organisers. A board is 1 + 2N = 33
+reference trainings plus the methods' runs, which the 14 board methods' counted
+passes put at about 2.2 retrainings per run index (about 35 for N = 16): some 70
+retrainings in all. Measured on one CPU core (batch 64, Adam, one thread), width
+16 trains ~1,770 images/s and width 8 ~2,720/s.
+
+- The pool is 26,000 of the 70,000 images (``FAITHFUL_POOL_SIZE``): 20,800 train,
+  20,345 retain, so a retain epoch is 318 steps at batch 64, where the
+  competition's were hundreds and methods' epoch budgets mean what they meant on
+  Kaggle. All 70,000 would make each retraining 2.7 times dearer without
+  changing that.
+- ``faithful`` keeps torchvision's module names at an eighth of the width
+  (``resnet18_w8``): one model is 30 x 20,800 = 624,000 image-steps, ~230 s of
+  one core, so the whole board is ~4.5 core-hours, an afternoon on a 2-core
+  machine (width 16: ~7 core-hours; width 16 on all 70,000 images: ~17).
+  ``faithful_full`` is the competition's network, torchvision's
+  ``resnet18(num_classes=10)``, on the same data, for GPUs.
 """
 
 from __future__ import annotations
@@ -94,6 +98,9 @@ class Preset:
 _KEYED_ONLY_WHEN_CHANGED = {"layout": "heldout", "forget_persons": None}
 
 
+FAITHFUL_POOL_SIZE = 26_000
+
+
 def _faithful(name: str, arch: str) -> Preset:
     return Preset(
         name=name,
@@ -102,7 +109,7 @@ def _faithful(name: str, arch: str) -> Preset:
         original_recipe=ORGANISERS_RECIPE,
         retrain_recipe=ORGANISERS_RETRAIN_RECIPE,
         n_models=16,
-        train_size=None,
+        train_size=FAITHFUL_POOL_SIZE,
         val_size=None,
         test_size=None,
         layout="pooled",
@@ -147,7 +154,7 @@ PRESETS: dict[str, Preset] = {
         val_size=5000,
         test_size=5000,
     ),
-    "faithful": _faithful("faithful", "resnet18_w16"),
+    "faithful": _faithful("faithful", "resnet18_w8"),
     "faithful_full": _faithful("faithful_full", "resnet18"),
 }
 
