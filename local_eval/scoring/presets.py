@@ -28,8 +28,8 @@ retrainings in all. Measured on one CPU core (batch 64, Adam, one thread), width
   Kaggle. All 70,000 would make each retraining 2.7 times dearer without
   changing that.
 - ``faithful`` keeps torchvision's module names at an eighth of the width
-  (``resnet18_w8``): one model is 30 x 20,800 = 624,000 image-steps, ~230 s of
-  one core, so the whole board is ~4.5 core-hours, an afternoon on a 2-core
+  (``resnet18_w8``): one model is 30 x 20,800 = 624,000 image-steps (in the first
+  build, 2026-12-02, a median of 210 s of one core, Ray on a 2-core machine), so the whole board is ~4.5 core-hours, an afternoon on a 2-core
   machine (width 16: ~7 core-hours; width 16 on all 70,000 images: ~17).
   ``faithful_full`` is the competition's network, torchvision's
   ``resnet18(num_classes=10)``, on the same data, for GPUs.
