@@ -12,6 +12,7 @@ PRESET ?= cpu
 EXECUTOR ?= local
 RAY_ADDRESS ?=
 ENSEMBLE ?=
+BOARDS ?= docs/leaderboard-faithful.md docs/leaderboard-cpu.md
 # RAY_ADDRESS only counts with EXECUTOR=ray: an exported address never sends a local run away.
 EXEC_ARGS = --executor $(EXECUTOR) $(if $(filter ray,$(EXECUTOR)),$(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS),),) $(if $(ENSEMBLE),--ensemble $(ENSEMBLE),)
 # make tune takes the executor but not ENSEMBLE (reference builds there use one model per task).
@@ -23,7 +24,7 @@ SET ?=
 SET_ARGS := $(foreach s,$(SET),--set $(s))
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup notebook check-notebooks dryrun submission submit eval leaderboard references compare tune test lint methods bench clean
+.PHONY: setup notebook check-notebooks dryrun submission submit eval leaderboard references compare agree tune test lint methods bench clean
 
 setup: $(STAMP)
 
@@ -71,6 +72,9 @@ references: setup
 
 compare: setup
 	$(CLI) compare $(A) $(B) --preset $(PRESET) $(if $(SPLIT),--split $(SPLIT),) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
+
+agree: setup
+	$(CLI) agree $(BOARDS)
 
 tune: setup
 	$(CLI) tune $(METHOD) --preset $(PRESET) --trials $(TRIALS) $(if $(SPACE),--space "$(SPACE)",) $(if $(WORKERS),--workers $(WORKERS),) $(if $(N),--n-models $(N),) $(if $(SEED),--seed $(SEED),) $(if $(FRESH),--fresh,) $(TUNE_EXEC_ARGS)

@@ -129,6 +129,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="compare on split J's references (0: the preset itself, as SPLITS= boards number them)")  # fmt: skip
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("agree", help="do two written boards order their common methods alike? Kendall's tau")
+    p.add_argument("boards", nargs=2, metavar="BOARD", help="docs/leaderboard-*.md files written by leaderboard")
+    p.set_defaults(func=cmd_agree)
+
     p = sub.add_parser("tune", help="search hyperparameters with Optuna; report them on a held-out split")
     p.add_argument("method", help="registered method name, or path of a method file")
     p.add_argument("--preset", default="cpu", help="smoke, cpu, gpu, faithful or faithful_full")
@@ -541,6 +545,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
             **_preset_fields(args),
         )
     print(comparison_text(found))
+    return 0
+
+
+def cmd_agree(args: argparse.Namespace) -> int:
+    from local_eval.boards.board_orders import agreement_text, read_board
+
+    first, second = (read_board(path) for path in args.boards)
+    print(agreement_text(first, second))
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import pytest
 
 from local_eval.boards.kaggle_order import (
@@ -127,3 +130,17 @@ def test_the_table_gives_one_row_per_labelled_board():
     lines = agreement_table([("split 0", one), ("split 1", None), ("split 2", one)])
     assert [line.split("|")[1].strip() for line in lines if line.startswith("| split")] == ["split 0", "split 2"]
     assert "| split 0 | 7 | 1.00 | <1% |" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("count", [2, 3, 5, 7])
+def test_chance_of_agreement_counts_orderings_exactly_as_listing_them_does(count):
+    target = list(range(count))
+    taus = [kendall_tau(list(order), target) for order in itertools.permutations(target)]
+    for tau in sorted(set(taus)):
+        listed = sum(t >= tau - 1e-12 for t in taus) / len(taus)
+        assert chance_of_agreement(tau, count) == pytest.approx(listed)
+
+
+def test_chance_of_agreement_is_exact_for_thirteen_methods():
+    """13! orderings cannot be listed; one with no inversion is the only one at tau = 1."""
+    assert chance_of_agreement(1.0, 13) == pytest.approx(1 / math.factorial(13))

@@ -267,3 +267,14 @@ def test_a_standard_board_with_three_competition_entries_says_how_it_orders_them
         patcher.undo()
     assert "**Against Kaggle's order.** Of the 3 competition entries" in text
     assert "score above `finetune`" in text
+
+
+def test_a_written_board_reads_back_as_the_scores_it_ranked(built):
+    """`agree` reads what this writer writes: the parser follows the table's real layout."""
+    from local_eval.boards.board_orders import read_board
+
+    folder, path = built
+    stored = json.loads((folder / "results" / "smoke" / "finetune.json").read_text())
+    scores = read_board(path).scores
+    assert set(scores) == {"finetune", "untouched"}
+    assert scores["finetune"] == pytest.approx(stored["score"], abs=5e-5)
