@@ -131,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("agree", help="do two written boards order their common methods alike? Kendall's tau")
     p.add_argument("boards", nargs=2, metavar="BOARD", help="docs/leaderboard-*.md files written by leaderboard")
+    p.add_argument("--split", type=int, default=None, metavar="J",
+                   help="on a -splitsK board, read split J's scores instead of the mean")  # fmt: skip
     p.set_defaults(func=cmd_agree)
 
     p = sub.add_parser("tune", help="search hyperparameters with Optuna; report them on a held-out split")
@@ -551,7 +553,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_agree(args: argparse.Namespace) -> int:
     from local_eval.boards.board_orders import agreement_text, read_board
 
-    first, second = (read_board(path) for path in args.boards)
+    first, second = (read_board(path, split=args.split) for path in args.boards)
     print(agreement_text(first, second))
     return 0
 

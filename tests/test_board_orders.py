@@ -96,3 +96,30 @@ def test_agree_prints_tau_and_each_methods_two_ranks(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Kendall's tau = 0.33" in out
     assert "| c | 3 | 2 | -1 |" in out
+
+
+def write_split_board(path):
+    path.write_text(
+        "| rank | method | mean score | sd | split 0 [lo, hi] | split 1 [lo, hi] | ranks |\n"
+        "|---:|---|---:|---:|---:|---:|---:|\n"
+        "|  | *retrain ceiling* | 0.5 | 0.1 | 0.4 [0, 1] | 0.6 [0, 1] |  |\n"
+        "| 1 | alpha | 0.3 | 0.1 | 0.2 [0, 1] † | 0.4 [0, 1] † | 2, 1 |\n"
+        "| 2 | beta | 0.2 | 0.1 | 0.3 [0, 1] † | 0.1 [0, 1] | 1, 2 |\n"
+    )
+    return path
+
+
+def test_a_splits_board_is_read_at_its_mean_unless_a_split_is_named(tmp_path):
+    path = write_split_board(tmp_path / "s.md")
+    assert read_board(path).scores == {"alpha": 0.3, "beta": 0.2}
+    assert read_board(path, split=0).scores == {"alpha": 0.2, "beta": 0.3}
+
+
+def test_a_split_the_board_does_not_have_is_refused_naming_the_ones_it_has(tmp_path):
+    with pytest.raises(EvalError, match=r"no split 3 on this board \(it has split 0, split 1\)"):
+        read_board(write_split_board(tmp_path / "s.md"), split=3)
+
+
+def test_a_named_split_leaves_a_board_of_one_reference_set_as_it_is(tmp_path):
+    path = write_board(tmp_path / "a.md", [("alpha", 0.3), ("beta", 0.2)])
+    assert read_board(path, split=1).scores == {"alpha": 0.3, "beta": 0.2}

@@ -43,11 +43,13 @@ class OrderAgreement:
     ranks_b: dict[str, int]
 
 
-def read_board(path: str | Path) -> Board:
+def read_board(path: str | Path, split: int | None = None) -> Board:
     """The ranked rows of a board written by ``make leaderboard`` (the retrain ceiling left out).
 
     The score read is what the board ranks by: ``score`` on a standard board, the
-    last request's on a requests board, the mean over splits on a ``-splitsK`` one.
+    last request's on a requests board, the mean over splits on a ``-splitsK`` one,
+    or with ``split`` set, that split's score on a ``-splitsK`` board (a board of
+    one reference set ignores it).
     """
     path = Path(path)
     try:
@@ -61,6 +63,14 @@ def read_board(path: str | Path) -> Board:
         )
     columns = _cells(lines[header])
     column = _score_column(columns)
+    if split is not None and "mean score" in columns:
+        name = f"split {split} [lo, hi]"
+        if name not in columns:
+            have = [c.split(" [")[0] for c in columns if c.startswith("split ")]
+            raise EvalError(
+                f"{path}: no split {split} on this board (it has {', '.join(have)}); pass one of those."
+            )
+        column = columns.index(name)
     if column is None:
         raise EvalError(
             f"{path}, line {header + 1}: no score column ('score [lo, hi]', 'mean score' or "
@@ -85,6 +95,8 @@ def read_board(path: str | Path) -> Board:
             raise EvalError(f"{path}, line {number}: {method!r} appears twice; rebuild the board.")
         scores[method] = score
     title = next((line.lstrip("# ").strip() for line in lines if line.startswith("# ")), path.name)
+    if split is not None and "mean score" in columns:
+        title += f", split {split}"
     setup = next((line.strip() for line in lines if _SETUP.match(line)), "")
     return Board(path, title, setup, scores)
 
