@@ -13,6 +13,7 @@ Run it on an otherwise idle machine:
 
     .venv/bin/python benchmarks/bench_widths.py                       # one thread, 3 rounds
     .venv/bin/python benchmarks/bench_widths.py --device cuda --rounds 2
+    python3 benchmarks/bench_widths.py --device cuda --data-root .fmnist   # a GPU machine, data carried
 
 It writes benchmarks/results/widths-<device>.json and .md (``--out`` elsewhere).
 Not a test: it asserts nothing about time.
@@ -66,12 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per architecture")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (a Ray task uses 1)")
+    parser.add_argument("--data-root", default=None, help="folder holding Fashion-MNIST's idx files")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    preset = get_preset(args.preset)
+    preset = get_preset(args.preset, {"data_root": args.data_root} if args.data_root else None)
     recipe = preset.retrain_recipe
     data = load_eval_data(preset)
     retain = train_indices(data, "retrained")
