@@ -42,7 +42,7 @@ def test_a_requests_board_is_read_at_its_last_request(tmp_path):
     assert read_board(path).scores == {"alpha": 0.3, "beta": 0.2}
 
 
-def test_the_same_order_on_both_boards_has_tau_one(tmp_path):
+def test_the_same_order_on_both_boards_has_tau_one():
     found = order_agreement({"a": 3, "b": 2, "c": 1, "d": 0}, {"a": 0.9, "b": 0.5, "c": 0.4, "d": 0.1})
     assert found.tau == pytest.approx(1.0)
     assert found.chance == pytest.approx(1 / 24)
