@@ -15,7 +15,6 @@ Not a test: it asserts nothing about time.
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import time
 from pathlib import Path
@@ -25,9 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_metric import cpu_name  # noqa: E402
+from bench_metric import device_name, finished_at, write_results  # noqa: E402
 
-from builder.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
 from local_eval.devices import synchronize  # noqa: E402
 from local_eval.scoring.ensemble import train_ensemble  # noqa: E402
 from local_eval.scoring.models import build_model  # noqa: E402
@@ -81,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     synchronize(device)
     ensemble_seconds = time.perf_counter() - started
 
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    name = device_name(device)
     result = {
         "benchmark": "reference training, one model per task vs ensembles",
         "preset": preset.name,
@@ -91,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         "models": args.models,
         "ensemble": args.ensemble,
         "device": str(device),
-        "device_name": device_name,
+        "device_name": name,
         "torch_threads": torch.get_num_threads(),
         "single_seconds": round(single_seconds, 2),
         "ensemble_seconds": round(ensemble_seconds, 2),
@@ -99,20 +97,17 @@ def main(argv: list[str] | None = None) -> None:
         "ensemble_models_per_hour": round(3600 * args.models / ensemble_seconds, 1),
         "speedup": round(single_seconds / ensemble_seconds, 3),
         "torch": torch.__version__,
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": finished_at(),
     }
     note = (
         f"Preset {preset.name} ({preset.arch}, {recipe.epochs} epochs x {len(indices)} images), "
-        f"{args.models} models on {device} ({device_name}, {result['torch_threads']} threads): "
+        f"{args.models} models on {device} ({name}, {result['torch_threads']} threads): "
         f"one at a time {result['single_models_per_hour']} models/h, ensembles of "
         f"{args.ensemble} {result['ensemble_models_per_hour']} models/h "
         f"(x{result['speedup']}). {result['finished_at']}\n"
     )
     stem = f"ensemble-{device.type}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / f"{stem}.json", result)
-    write_text_atomic(args.out / f"{stem}.md", note)
-    print(note, end="")
+    write_results(args.out, stem, result, note)
 
 
 if __name__ == "__main__":

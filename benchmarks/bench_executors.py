@@ -16,7 +16,6 @@ Not a test: it asserts nothing about time.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 import tempfile
@@ -28,9 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_metric import cpu_name  # noqa: E402
+from bench_metric import device_name, finished_at, write_results  # noqa: E402
 
-from builder.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
 from local_eval.cache import CACHE_ENV  # noqa: E402
 from local_eval.scoring.executors import make_executor  # noqa: E402
 from local_eval.scoring.presets import get_preset  # noqa: E402
@@ -82,14 +80,14 @@ def main(argv: list[str] | None = None) -> None:
         preset, data, make_executor("ray", gpus=args.task_gpus)
     )
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    device_name = torch.cuda.get_device_name() if device == "cuda" else cpu_name()
+    name = device_name(torch.device(device))
     result = {
         "benchmark": "reference build, local vs ray",
         "preset": preset.name,
         "n_models": preset.n_models,
         "models": models,
         "device": device,
-        "device_name": device_name,
+        "device_name": name,
         "cpu_count": os.cpu_count(),
         "local_torch_threads": threads,
         "ray_cpus_per_task": 1,
@@ -101,20 +99,17 @@ def main(argv: list[str] | None = None) -> None:
         "local_models_per_hour": round(3600 * models / local_seconds, 1),
         "ray_models_per_hour": round(3600 * models / ray_seconds, 1),
         "torch": torch.__version__,
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": finished_at(),
     }
     note = (
         f"Reference build, preset {preset.name}, N={preset.n_models} ({models} models) on "
-        f"{device_name} ({os.cpu_count()} CPUs): local {local_seconds:.0f} s "
+        f"{name} ({os.cpu_count()} CPUs): local {local_seconds:.0f} s "
         f"({result['local_models_per_hour']} models/h, {threads} torch threads), ray "
         f"{ray_seconds:.0f} s ({result['ray_models_per_hour']} models/h, one CPU per task; "
         f"+{ray_startup:.0f} s to start Ray): local/ray wall time {result['local_over_ray']}. "
         f"{result['finished_at']}\n"
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "executors.json", result)
-    write_text_atomic(args.out / "executors.md", note)
-    print(note, end="")
+    write_results(args.out, "executors", result, note)
 
 
 if __name__ == "__main__":

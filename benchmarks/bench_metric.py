@@ -66,6 +66,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's or CPU's model name, recorded beside every figure."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+
+
+def finished_at() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_results(folder: Path, stem: str, result: dict, note: str) -> None:
+    """``<stem>.json`` for tools and ``<stem>.md`` for people, each written whole; the note is printed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / f"{stem}.json", result)
+    write_text_atomic(folder / f"{stem}.md", note)
+    print(note, end="")
+
+
 def revision_forget_quality(revision: str):
     """``forget_quality`` from ``local_eval/scoring/metric.py`` as it was at a git revision."""
     source = subprocess.run(
@@ -122,13 +139,12 @@ def main(argv: list[str] | None = None) -> None:
             "speedup": round(base_seconds / seconds, 2),
         }
 
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     result = {
         "benchmark": "forget_quality",
         "examples": args.examples,
         "models_per_side": args.models,
         "device": str(device),
-        "device_name": device_name,
+        "device_name": device_name(device),
         "torch_threads": torch.get_num_threads(),
         "seconds": round(seconds, 3),
         "process_cpu_seconds": round(cpu_seconds, 3),
@@ -137,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         "seed": args.seed,
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": finished_at(),
         "baseline": baseline,
     }
     note = (
@@ -155,9 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     # The competition's size keeps the plain name; other shapes get their own files.
     default = (args.examples, args.models) == (parser.get_default("examples"), parser.get_default("models"))
     stem = "metric" if default else f"metric-{args.examples}x{args.models}"
-    write_json_atomic(RESULTS / f"{stem}.json", result)
-    write_text_atomic(RESULTS / f"{stem}.md", note)
-    print(note, end="")
+    write_results(RESULTS, stem, result, note)
 
 
 if __name__ == "__main__":

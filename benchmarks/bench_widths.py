@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import statistics
 import sys
 import time
@@ -35,9 +34,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_metric import cpu_name  # noqa: E402
+from bench_metric import device_name, finished_at, write_results  # noqa: E402
 
-from builder.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
 from local_eval.devices import synchronize  # noqa: E402
 from local_eval.scoring.models import build_model  # noqa: E402
 from local_eval.scoring.presets import get_preset  # noqa: E402
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     for row in rows:
         row["slowdown_vs_fastest"] = round(fastest / row["images_per_second"], 2)
 
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    name = device_name(device)
     result = {
         "benchmark": "faithful reference training cost by network width",
         "preset": preset.name,
@@ -117,16 +115,16 @@ def main(argv: list[str] | None = None) -> None:
         "reference_models": models,
         "rounds": args.rounds,
         "device": str(device),
-        "device_name": device_name,
+        "device_name": name,
         "torch_threads": torch.get_num_threads(),
         "rows": rows,
         "torch": torch.__version__,
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": finished_at(),
     }
     lines = [
         f"Preset {preset.name} retraining recipe ({recipe.epochs} epochs x {len(retain)} images), "
         f"one epoch over {len(indices)} of them timed {args.rounds} times per width in alternating "
-        f"rounds on {device} ({device_name}, {result['torch_threads']} threads), median; "
+        f"rounds on {device} ({name}, {result['torch_threads']} threads), median; "
         f"projected to one model and the {models}-model reference build (validation passes left out). "
         f"{result['finished_at']}",
         "",
@@ -141,10 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     note = "\n".join(lines) + "\n"
     stem = f"widths-{device.type}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / f"{stem}.json", result)
-    write_text_atomic(args.out / f"{stem}.md", note)
-    print(note, end="")
+    write_results(args.out, stem, result, note)
 
 
 if __name__ == "__main__":
