@@ -17,6 +17,11 @@ from pathlib import Path
 from builder.errors import BuildError
 from local_eval.errors import EvalError
 
+PRESET_HELP = (
+    "smoke, cpu, gpu, faithful or faithful_full; the width pair faithful_small / "
+    "faithful_small_full"
+)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -113,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("references", help="build a preset's reference models (or, with --status, say how far they are)")
-    p.add_argument("--preset", default="cpu", help="smoke, cpu, gpu, faithful or faithful_full")
+    p.add_argument("--preset", default="cpu", help=PRESET_HELP)
     p.add_argument("--n-models", type=int, default=None, help="N: 1 + 2N models")
     p.add_argument("--data-root", default=None)
     p.add_argument("--status", action="store_true", help="only report finished and half-trained models")
@@ -131,13 +136,17 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("agree", help="do two written boards order their common methods alike? Kendall's tau")
     p.add_argument("boards", nargs=2, metavar="BOARD", help="docs/leaderboard-*.md files written by leaderboard")
-    p.add_argument("--split", type=int, default=None, metavar="J",
-                   help="on a -splitsK board, read split J's scores instead of the mean")  # fmt: skip
+    p.add_argument("--split", type=int, action="append", default=None, metavar="J",
+                   help="on a -splitsK board, read split J's scores instead of the mean; given "
+                   "twice, one per board (--split 0 --split 1: a board's two splits)")  # fmt: skip
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="also draw each method's score on one board against the other's, "
+                   "with both intervals, into this file")  # fmt: skip
     p.set_defaults(func=cmd_agree)
 
     p = sub.add_parser("tune", help="search hyperparameters with Optuna; report them on a held-out split")
     p.add_argument("method", help="registered method name, or path of a method file")
-    p.add_argument("--preset", default="cpu", help="smoke, cpu, gpu, faithful or faithful_full")
+    p.add_argument("--preset", default="cpu", help=PRESET_HELP)
     p.add_argument("--n-models", type=int, default=None, help="N: runs and references per score")
     p.add_argument("--data-root", default=None)
     p.add_argument("--trials", type=int, default=40, help="trials the study should hold (a rerun adds what is missing)")
@@ -214,7 +223,7 @@ def _executor_args(p: argparse.ArgumentParser) -> None:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="cpu", help="smoke, cpu, gpu, faithful or faithful_full")
+    p.add_argument("--preset", default="cpu", help=PRESET_HELP)
     p.add_argument("--n-models", type=int, default=None, help="N: unlearned runs and retrained references")
     p.add_argument("--data-root", default=None)
     p.add_argument("--batch-format", choices=["dict", "tuple"], default=None)
@@ -553,8 +562,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_agree(args: argparse.Namespace) -> int:
     from local_eval.boards.board_orders import agreement_text, read_board
 
-    first, second = (read_board(path, split=args.split) for path in args.boards)
+    splits = args.split or [None]
+    if len(splits) > 2:
+        raise EvalError(
+            f"agree takes --split once (both boards) or twice (one per board), not {len(splits)} "
+            "times."
+        )
+    if len(splits) == 1:
+        splits = splits * 2
+    first, second = (read_board(path, split=j) for path, j in zip(args.boards, splits))
     print(agreement_text(first, second))
+    if args.plot:
+        from local_eval.boards.board_orders import order_agreement
+        from local_eval.boards.plots import plot_agreement
+
+        found = order_agreement(first.scores, second.scores)
+        print(f"wrote {plot_agreement(args.plot, first, second, found)}")
     return 0
 
 

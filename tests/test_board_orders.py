@@ -123,3 +123,46 @@ def test_a_split_the_board_does_not_have_is_refused_naming_the_ones_it_has(tmp_p
 def test_a_named_split_leaves_a_board_of_one_reference_set_as_it_is(tmp_path):
     path = write_board(tmp_path / "a.md", [("alpha", 0.3), ("beta", 0.2)])
     assert read_board(path, split=1).scores == {"alpha": 0.3, "beta": 0.2}
+
+
+def test_two_splits_set_one_boards_splits_against_each_other(tmp_path, capsys):
+    path = tmp_path / "s.md"
+    path.write_text(
+        "| rank | method | mean score | sd | split 0 [lo, hi] | split 1 [lo, hi] | ranks |\n"
+        "|---:|---|---:|---:|---:|---:|---:|\n"
+        "| 1 | alpha | 0.3 | 0.1 | 0.3 [0, 1] | 0.1 [0, 1] | 1, 3 |\n"
+        "| 2 | beta | 0.2 | 0.1 | 0.2 [0, 1] | 0.2 [0, 1] | 2, 2 |\n"
+        "| 3 | gamma | 0.2 | 0.1 | 0.1 [0, 1] | 0.3 [0, 1] | 3, 1 |\n"
+    )
+    assert main(["agree", str(path), str(path), "--split", "0", "--split", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Kendall's tau = -1.00" in out
+    assert "split 0" in out and "split 1" in out
+
+
+def test_more_splits_than_boards_are_refused_in_one_line(tmp_path, capsys):
+    path = write_split_board(tmp_path / "s.md")
+    argv = ["agree", str(path), str(path), "--split", "0", "--split", "1", "--split", "0"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "--split once (both boards) or twice" in error and error.count("\n") == 1
+
+
+def test_a_boards_score_intervals_are_read_beside_its_scores(tmp_path):
+    path = write_board(tmp_path / "a.md", [("a", 0.4), ("b", 0.3), ("c", 0.2)])
+    assert read_board(path).intervals == {m: (0.0, 1.0) for m in ("a", "b", "c")}
+
+
+def test_a_mean_over_splits_has_no_interval_and_a_named_split_has_its_own(tmp_path):
+    path = write_split_board(tmp_path / "s.md")
+    assert read_board(path).intervals == {}
+    assert read_board(path, split=1).intervals == {"alpha": (0.0, 1.0), "beta": (0.0, 1.0)}
+
+
+def test_agree_with_a_plot_writes_a_png_of_the_two_boards_scores(tmp_path, capsys):
+    first = write_board(tmp_path / "a.md", [("a", 0.4), ("b", 0.3), ("c", 0.2)])
+    second = write_board(tmp_path / "b.md", [("a", 0.4), ("c", 0.3), ("b", 0.2)])
+    picture = tmp_path / "agree.png"
+    assert main(["agree", str(first), str(second), "--plot", str(picture)]) == 0
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {picture}" in capsys.readouterr().out

@@ -46,8 +46,11 @@ def test_changing_a_new_recipe_option_changes_the_cache_key():
     assert references_key(dataclasses.replace(smoke, retrain_recipe=adam)) != references_key(smoke)
 
 
+FAITHFUL_PRESETS = ("faithful", "faithful_full", "faithful_small", "faithful_small_full")
+
+
 def test_faithful_presets_use_the_organisers_recipe():
-    for name in ("faithful", "faithful_full"):
+    for name in FAITHFUL_PRESETS:
         preset = get_preset(name)
         for recipe in (preset.original_recipe, preset.retrain_recipe):
             assert (recipe.optimizer, recipe.lr, recipe.weight_decay) == ("adam", 1e-4, 5e-3)
@@ -63,12 +66,30 @@ def test_faithful_presets_use_the_organisers_recipe():
         )
 
 
-def test_faithful_presets_differ_only_in_width():
-    narrow, full = get_preset("faithful"), get_preset("faithful_full")
+@pytest.mark.parametrize("narrow_name", ["faithful", "faithful_small"])
+def test_faithful_presets_differ_only_in_width(narrow_name):
+    narrow, full = get_preset(narrow_name), get_preset(f"{narrow_name}_full")
     assert (narrow.arch, full.arch) == ("resnet18_w8", "resnet18")
     assert dataclasses.replace(narrow, name="x", arch="y") == dataclasses.replace(
         full, name="x", arch="y"
     )
+
+
+def test_width_pair_differs_from_faithful_only_in_pool_and_forget_persons():
+    small, faithful = get_preset("faithful_small"), get_preset("faithful")
+    assert (small.train_size, small.forget_persons) == (800, 5)
+    same = {"name": "x", "train_size": 0, "forget_persons": 0}
+    assert dataclasses.replace(small, **same) == dataclasses.replace(faithful, **same)
+
+
+def test_width_pair_forgets_about_two_percent_as_whole_persons_of_several_images():
+    preset = get_preset("faithful_small")
+    train = pooled_partition(preset.train_size, preset.seed).train
+    labels = np.random.default_rng(0).integers(0, 10, len(train))
+    split = make_person_count_split(labels, preset.seed, preset.forget_persons)
+    assert len(split.forget_persons) == 5
+    assert 0.01 < len(split.forget) / len(train) < 0.03
+    assert len(split.forget) > len(split.forget_persons)
 
 
 def test_pooled_partition_cuts_70000_images_as_the_organisers_do():

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_eval.boards.kaggle_order import MIN_METHODS, chance_of_agreement, kendall_tau
+from local_eval.boards.kaggle_order import (
+    MIN_METHODS,
+    chance_of_agreement,
+    kendall_tau,
+    share_text,
+)
 from local_eval.errors import EvalError
 
 _HEADER = re.compile(r"^\|\s*rank\s*\|\s*method\s*\|")
 _AFTER = re.compile(r"^after (\d+)$")
 _SETUP = re.compile(r"^Dataset `")
+_INTERVAL = re.compile(r"\[\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\]")
 
 
 @dataclass(frozen=True)
@@ -29,9 +35,11 @@ class Board:
     """A written board's scores and the line that says what set-up produced them."""
 
     path: Path
-    title: str
+    title: str  # "Leaderboard: preset `cpu`", with ", split J" where one split was read
     setup: str
     scores: dict[str, float]
+    # The score's bootstrap interval where its cell has one (a mean over splits has none).
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ def read_board(path: str | Path, split: int | None = None) -> Board:
             "'after K'); pass a board written by `make leaderboard`."
         )
     scores: dict[str, float] = {}
+    intervals: dict[str, tuple[float, float]] = {}
     for number, line in enumerate(lines[header + 2 :], start=header + 3):
         if not line.startswith("|"):
             break
@@ -94,11 +103,18 @@ def read_board(path: str | Path, split: int | None = None) -> Board:
         if method in scores:
             raise EvalError(f"{path}, line {number}: {method!r} appears twice; rebuild the board.")
         scores[method] = score
+        if bracket := _INTERVAL.search(cells[column]):
+            intervals[method] = (float(bracket.group(1)), float(bracket.group(2)))
     title = next((line.lstrip("# ").strip() for line in lines if line.startswith("# ")), path.name)
     if split is not None and "mean score" in columns:
         title += f", split {split}"
     setup = next((line.strip() for line in lines if _SETUP.match(line)), "")
-    return Board(path, title, setup, scores)
+    return Board(path, title, setup, scores, intervals)
+
+
+def short_title(board: Board) -> str:
+    """The title without its "Leaderboard: " prefix and backquotes, for an axis label."""
+    return board.title.removeprefix("Leaderboard: ").replace("`", "")
 
 
 def order_agreement(a: Mapping[str, float], b: Mapping[str, float]) -> OrderAgreement:
@@ -119,7 +135,7 @@ def agreement_text(first: Board, second: Board) -> str:
     """What a researcher reads: both set-ups, tau with its chance, and each method's two ranks."""
     found = order_agreement(first.scores, second.scores)
     chance = (
-        f"; a random order does at least as well {found.chance:.0%} of the time"
+        f"; a random order does at least as well {share_text(found.chance)} of the time"
         if found.chance is not None
         else " (a board has tied scores, so no chance figure)"
     )

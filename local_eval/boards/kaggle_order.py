@@ -134,7 +134,7 @@ def agreement_lines(agreement: KaggleAgreement | None, subject: str = "this boar
         f"scored here (private-leaderboard places: {places}), {subject} orders them with "
         f"Kendall's tau = {agreement.tau:.2f}{interval} against the competition's order "
         f"(1: the same order, 0: unrelated); a random order does at least as well "
-        f"{_share(agreement.chance)} of the time."
+        f"{share_text(agreement.chance)} of the time."
     )
     if agreement.above_baseline is not None:
         text += (
@@ -167,7 +167,7 @@ def agreement_table(agreements: Sequence[tuple[str, KaggleAgreement | None]]) ->
             else ""
         )
         lines.append(
-            f"| {label} | {len(a.methods)} | {a.tau:.2f}{interval} | {_share(a.chance)} | {above} |"
+            f"| {label} | {len(a.methods)} | {a.tau:.2f}{interval} | {share_text(a.chance)} | {above} |"
         )
     return lines
 
@@ -180,7 +180,8 @@ def _tau_interval(agreement: KaggleAgreement) -> str:
     return f" [{low:.2f}, {high:.2f}]"
 
 
-def _share(value: float) -> str:
+def share_text(value: float) -> str:
+    """A chance as a percentage, "<1%" rather than a "0%" that reads as impossible."""
     return "<1%" if 0 < value < 0.01 else f"{value:.0%}"
 
 

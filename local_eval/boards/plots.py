@@ -6,6 +6,8 @@ board is drawn as score against time fraction with the retrain ceiling as a
 line (and, where it scored competition entries, their scores at their places on
 Kaggle's private leaderboard: does the board predict the competition?), the requests board as one score curve per method over the requests, and
 the federated board as each method's federated score beside its standard one.
+``make agree`` draws two written boards' scores against each other, so a
+researcher sees which swaps between two set-ups their intervals could explain.
 Rows are the result dicts the leaderboards already hold; nothing is recomputed.
 ``plot_board`` picks the picture from what the board holds, so a new scenario's
 board gets one without code here.
@@ -18,11 +20,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from local_eval.boards.board_orders import Board, OrderAgreement, short_title
 from local_eval.boards.kaggle_order import (
     BASELINE,
     KAGGLE_PRIVATE_PLACES,
     KaggleAgreement,
     kaggle_agreement,
+    share_text,
 )
 from local_eval.cache import atomic_write_bytes
 
@@ -50,11 +54,17 @@ def error_bars(rows: list[dict[str, Any]]) -> list[list[float]]:
 
     A percentile interval can sit beside its estimate; the bar then starts at the estimate.
     """
-    below, above = [], []
-    for row in rows:
-        low, high = (row.get("intervals") or {}).get("score", (row["score"], row["score"]))
-        below.append(max(row["score"] - low, 0.0))
-        above.append(max(high - row["score"], 0.0))
+    return _bars_around(
+        [
+            (row["score"], (row.get("intervals") or {}).get("score", (row["score"], row["score"])))
+            for row in rows
+        ]
+    )
+
+
+def _bars_around(estimates: list[tuple[float, tuple[float, float]]]) -> list[list[float]]:
+    below = [max(score - low, 0.0) for score, (low, _) in estimates]
+    above = [max(high - score, 0.0) for score, (_, high) in estimates]
     return [below, above]
 
 
@@ -216,6 +226,47 @@ def plot_splits(
     axis.legend(fontsize=8, loc="lower right")
     figure.suptitle(title)
     return _save(figure, path)
+
+
+def plot_agreement(
+    path: Path | str,
+    first: Board,
+    second: Board,
+    found: OrderAgreement,
+    labels: tuple[str, str] = ("A", "B"),
+) -> Path:
+    """Each common method's score on one board against the other's, with both intervals.
+
+    Points on a rising line are an order kept; the error bars show which swaps
+    the boards' own uncertainty could explain.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 6.5), layout="constrained")
+    axis = figure.subplots()
+    xs = [first.scores[m] for m in found.methods]
+    ys = [second.scores[m] for m in found.methods]
+    axis.errorbar(
+        xs, ys, xerr=_bars(first, found.methods), yerr=_bars(second, found.methods),
+        fmt="o", color="tab:blue", ecolor="tab:blue", alpha=0.8, capsize=3,
+    )  # fmt: skip
+    for method, x, y in zip(found.methods, xs, ys):
+        axis.annotate(method, (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    axis.set_xlabel(f"score on {labels[0]}: {short_title(first)}")
+    axis.set_ylabel(f"score on {labels[1]}: {short_title(second)}")
+    chance = (
+        f", a random order as good {share_text(found.chance)} of the time"
+        if found.chance is not None
+        else ""
+    )
+    axis.set_title(f"Kendall's tau {found.tau:.2f} over {len(found.methods)} methods{chance}")
+    return _save(figure, path)
+
+
+def _bars(board: Board, methods: tuple[str, ...]) -> list[list[float]]:
+    """Error bars from a written board's intervals (none where it has none)."""
+    scores = [board.scores[m] for m in methods]
+    return _bars_around([(s, board.intervals.get(m, (s, s))) for m, s in zip(methods, scores)])
 
 
 def _ceiling_line(draw, score: float, label: str = "retrain ceiling") -> None:

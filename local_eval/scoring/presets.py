@@ -33,6 +33,13 @@ retrainings in all. Measured on one CPU core (batch 64, Adam, one thread), width
   machine (width 16: ~7 core-hours; width 16 on all 70,000 images: ~17).
   ``faithful_full`` is the competition's network, torchvision's
   ``resnet18(num_classes=10)``, on the same data, for GPUs.
+
+``faithful_small`` and ``faithful_small_full`` are the width pair: the same split
+rule and recipe at width 8 and at full width on an 800-image pool (640 train,
+forget = 5 whole persons), N = 16. The pool is chosen by compute, so that the full
+width runs on a 2-core machine and the two boards' orders can be compared. A
+retain epoch is then 10 steps: the pair measures what width does to the order at
+that size, not what the faithful board would say at full width.
 """
 
 from __future__ import annotations
@@ -99,23 +106,37 @@ _KEYED_ONLY_WHEN_CHANGED = {"layout": "heldout", "forget_persons": None}
 
 
 FAITHFUL_POOL_SIZE = 26_000
+# The width pair: the faithful split and recipe on a pool small enough that the
+# full width's 1 + 2N references and the methods' runs fit a 2-core machine in about
+# an hour (first build, 2026-12-03: ~100 s of one core per full-width model).
+WIDTH_PAIR_POOL_SIZE = 800
+# 2 % of its 640 training images is 13: five persons of one to four images (2.6 on
+# average), where fifteen would each be a single image, no longer a person.
+WIDTH_PAIR_FORGET_PERSONS = 5
+# N = 16, the faithful board's, so the metric compares as many models on each side:
+# 1 + 4N = 65 full-width retrainings (references plus the methods' ~2 per run index).
+WIDTH_PAIR_N_MODELS = 16
 
 
-def _faithful(name: str, arch: str) -> Preset:
+def _faithful(
+    name: str, arch: str, pool: int = FAITHFUL_POOL_SIZE, persons: int = 15, n_models: int = 16
+) -> Preset:
     return Preset(
         name=name,
         dataset="fashion_mnist",
         arch=arch,
         original_recipe=ORGANISERS_RECIPE,
         retrain_recipe=ORGANISERS_RETRAIN_RECIPE,
-        n_models=16,
-        train_size=FAITHFUL_POOL_SIZE,
+        n_models=n_models,
+        train_size=pool,
         val_size=None,
         test_size=None,
         layout="pooled",
-        forget_persons=15,
+        forget_persons=persons,
     )
 
+
+_WIDTH_PAIR = (WIDTH_PAIR_POOL_SIZE, WIDTH_PAIR_FORGET_PERSONS, WIDTH_PAIR_N_MODELS)
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
@@ -156,6 +177,8 @@ PRESETS: dict[str, Preset] = {
     ),
     "faithful": _faithful("faithful", "resnet18_w8"),
     "faithful_full": _faithful("faithful_full", "resnet18"),
+    "faithful_small": _faithful("faithful_small", "resnet18_w8", *_WIDTH_PAIR),
+    "faithful_small_full": _faithful("faithful_small_full", "resnet18", *_WIDTH_PAIR),
 }
 
 _OVERRIDABLE = (
