@@ -456,15 +456,6 @@ def _executor(args: argparse.Namespace):
     )
 
 
-def _splits_run_locally(args: argparse.Namespace) -> None:
-    """``--splits`` scores each split in this process; say so rather than ignore an executor."""
-    if args.executor != "local" or args.ensemble != 1:
-        raise EvalError(
-            "--splits runs on the local executor only: drop --executor/--ensemble, or score each "
-            "split's preset on Ray one at a time."
-        )
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from builder.hyperparameters import parse_overrides
 
@@ -473,11 +464,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from local_eval.boards.report import evaluate_method, evaluate_splits
 
     if args.splits != 1:
-        _splits_run_locally(args)
-        evaluate_splits(
-            args.method, args.preset, args.splits, hyperparameters, scenario=scenario,
-            bootstrap=args.bootstrap, **_preset_fields(args),
-        )
+        with closing(_executor(args)) as executor:
+            evaluate_splits(
+                args.method, args.preset, args.splits, hyperparameters, scenario=scenario,
+                bootstrap=args.bootstrap, executor=executor, ensemble=args.ensemble,
+                **_preset_fields(args),
+            )  # fmt: skip
         return 0
     with closing(_executor(args)) as executor:
         evaluate_method(
@@ -499,11 +491,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.splits != 1:
         from local_eval.boards.split_board import build_split_leaderboard
 
-        _splits_run_locally(args)
-        path = build_split_leaderboard(
-            args.preset, args.splits, scenario=scenario, only=chosen, bootstrap=args.bootstrap,
-            **_preset_fields(args),
-        )
+        with closing(_executor(args)) as executor:
+            path = build_split_leaderboard(
+                args.preset, args.splits, scenario=scenario, only=chosen,
+                bootstrap=args.bootstrap, executor=executor, ensemble=args.ensemble,
+                **_preset_fields(args),
+            )  # fmt: skip
     else:
         from local_eval.boards.leaderboard import build_leaderboard
 

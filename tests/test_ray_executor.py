@@ -284,3 +284,26 @@ def test_tune_trials_on_the_cluster_equal_the_local_trials(ray_cluster, built, t
     local = _tune_trials("local", tmp_path / "local", cache)
     on_ray = _tune_trials("ray", tmp_path / "ray", cache)
     assert len(on_ray) == 2 and on_ray == local
+
+
+def test_a_two_split_board_on_the_cluster_equals_the_local_one(built, tmp_path):
+    from local_eval.boards.board_orders import read_board
+    from local_eval.boards.split_board import build_split_leaderboard
+
+    scores, cluster = {}, RayExecutor()
+    for name in ("local", "ray"):
+        _, executor, cache = built[name]
+        executor = cluster if name == "ray" else executor
+        with pytest.MonkeyPatch.context() as patcher:
+            patcher.setenv(CACHE_ENV, str(cache))
+            board = build_split_leaderboard(
+                PRESET, 2, only=["finetune", "forget", "salun"], device=CPU,
+                results_dir=tmp_path / name / "results", docs_dir=tmp_path / name / "docs",
+                progress=False, echo=False, bootstrap=50, executor=executor,
+            )  # fmt: skip
+        scores[name] = [read_board(board, split=j).scores for j in (0, 1)]
+    assert scores["ray"] == scores["local"]
+    assert scores["local"][0] != scores["local"][1]
+    # split 1's references and both splits' runs were cluster tasks, on more than one node
+    assert len(cluster.nodes) > 1 + 2 * PRESET.n_models
+    assert len(set(cluster.nodes.values())) > 1

@@ -92,13 +92,16 @@ def evaluate_splits(
     progress: bool = True,
     echo: bool = True,
     bootstrap: int | None = None,
+    executor: Executor | None = None,
+    ensemble: int = 1,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Score ``method`` on K independent reference sets (``several_splits.split_presets``).
 
     Split 0 is the preset itself (its results and references are reused); split j
     files its result under ``results/<preset>-split<j>/``. Prints each split's
-    summary, then the mean and spread over the K.
+    summary, then the mean and spread over the K. ``executor`` and ``ensemble``
+    as for ``evaluate_method``, split after split.
     """
     base = resolve_preset(preset, options, n_models)
     results = [
@@ -112,6 +115,8 @@ def evaluate_splits(
             progress=progress,
             echo=echo,
             bootstrap=bootstrap,
+            executor=executor,
+            ensemble=ensemble,
         )
         for split in split_presets(base, k)
     ]
