@@ -463,53 +463,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
     from local_eval.boards.report import evaluate_method, evaluate_splits
 
-    if args.splits != 1:
-        with closing(_executor(args)) as executor:
-            evaluate_splits(
-                args.method, args.preset, args.splits, hyperparameters, scenario=scenario,
-                bootstrap=args.bootstrap, executor=executor, ensemble=args.ensemble,
-                **_preset_fields(args),
-            )  # fmt: skip
-        return 0
+    shared = dict(
+        scenario=scenario, ensemble=args.ensemble, bootstrap=args.bootstrap, **_preset_fields(args)
+    )
     with closing(_executor(args)) as executor:
-        evaluate_method(
-            args.method,
-            args.preset,
-            hyperparameters,
-            scenario=scenario,
-            executor=executor,
-            ensemble=args.ensemble,
-            bootstrap=args.bootstrap,
-            **_preset_fields(args),
-        )
+        if args.splits != 1:
+            evaluate_splits(
+                args.method, args.preset, args.splits, hyperparameters, executor=executor, **shared
+            )
+        else:
+            evaluate_method(args.method, args.preset, hyperparameters, executor=executor, **shared)
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
     chosen = _method_list(args.methods)
-    if args.splits != 1:
-        from local_eval.boards.split_board import build_split_leaderboard
+    from local_eval.boards.leaderboard import build_leaderboard
+    from local_eval.boards.split_board import build_split_leaderboard
 
-        with closing(_executor(args)) as executor:
-            path = build_split_leaderboard(
-                args.preset, args.splits, scenario=scenario, only=chosen,
-                bootstrap=args.bootstrap, executor=executor, ensemble=args.ensemble,
-                **_preset_fields(args),
-            )  # fmt: skip
-    else:
-        from local_eval.boards.leaderboard import build_leaderboard
-
-        with closing(_executor(args)) as executor:
-            path = build_leaderboard(
-                args.preset,
-                scenario=scenario,
-                only=chosen,
-                executor=executor,
-                ensemble=args.ensemble,
-                bootstrap=args.bootstrap,
-                **_preset_fields(args),
-            )
+    shared = dict(
+        scenario=scenario, only=chosen, ensemble=args.ensemble, bootstrap=args.bootstrap,
+        **_preset_fields(args),
+    )  # fmt: skip
+    with closing(_executor(args)) as executor:
+        if args.splits != 1:
+            path = build_split_leaderboard(args.preset, args.splits, executor=executor, **shared)
+        else:
+            path = build_leaderboard(args.preset, executor=executor, **shared)
     print(path)
     return 0
 
@@ -553,7 +534,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_agree(args: argparse.Namespace) -> int:
-    from local_eval.boards.board_orders import agreement_text, read_board
+    from local_eval.boards.board_orders import agreement_text, order_agreement, read_board
 
     splits = args.split or [None]
     if len(splits) > 2:
@@ -564,12 +545,11 @@ def cmd_agree(args: argparse.Namespace) -> int:
     if len(splits) == 1:
         splits = splits * 2
     first, second = (read_board(path, split=j) for path, j in zip(args.boards, splits))
-    print(agreement_text(first, second))
+    found = order_agreement(first.scores, second.scores)
+    print(agreement_text(first, second, found))
     if args.plot:
-        from local_eval.boards.board_orders import order_agreement
         from local_eval.boards.plots import plot_agreement
 
-        found = order_agreement(first.scores, second.scores)
         print(f"wrote {plot_agreement(args.plot, first, second, found)}")
     return 0
 

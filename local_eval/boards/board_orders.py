@@ -131,9 +131,12 @@ def order_agreement(a: Mapping[str, float], b: Mapping[str, float]) -> OrderAgre
     return OrderAgreement(tuple(common), tau, chance, _ranks(a, common), _ranks(b, common))
 
 
-def agreement_text(first: Board, second: Board) -> str:
-    """What a researcher reads: both set-ups, tau with its chance, and each method's two ranks."""
-    found = order_agreement(first.scores, second.scores)
+def agreement_text(first: Board, second: Board, found: OrderAgreement | None = None) -> str:
+    """What a researcher reads: both set-ups, tau with its chance, and each method's two ranks.
+
+    ``found`` is the boards' ``order_agreement`` where the caller has it already.
+    """
+    found = found or order_agreement(first.scores, second.scores)
     chance = (
         f"; a random order does at least as well {share_text(found.chance)} of the time"
         if found.chance is not None

@@ -233,7 +233,6 @@ def plot_agreement(
     first: Board,
     second: Board,
     found: OrderAgreement,
-    labels: tuple[str, str] = ("A", "B"),
 ) -> Path:
     """Each common method's score on one board against the other's, with both intervals.
 
@@ -252,8 +251,8 @@ def plot_agreement(
     )  # fmt: skip
     for method, x, y in zip(found.methods, xs, ys):
         axis.annotate(method, (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
-    axis.set_xlabel(f"score on {labels[0]}: {short_title(first)}")
-    axis.set_ylabel(f"score on {labels[1]}: {short_title(second)}")
+    axis.set_xlabel(f"score on A: {short_title(first)}")
+    axis.set_ylabel(f"score on B: {short_title(second)}")
     chance = (
         f", a random order as good {share_text(found.chance)} of the time"
         if found.chance is not None
