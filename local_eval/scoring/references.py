@@ -38,6 +38,7 @@ from local_eval.cache_integrity import (
     load_verified,
 )
 from local_eval.data.datasets import ImageDataset, load_dataset, load_pooled_dataset, subset_dataset
+from local_eval.data.persons import film_persons
 from local_eval.data.splits import (
     CompetitionSplit,
     make_person_count_split,
@@ -129,7 +130,11 @@ class References:
 
 
 def load_eval_data(preset: Preset) -> EvalData:
-    """The train subset, its retain/forget split and the validation/test examples."""
+    """The train subset, its retain/forget split and the validation/test examples.
+
+    With ``persons="frames"`` each training person becomes one subject filmed
+    several times (:mod:`local_eval.data.persons`); the split is the same.
+    """
     if preset.layout == "pooled":
         train, heldout, val, test = _pooled_roles(preset)
     else:
@@ -145,6 +150,8 @@ def load_eval_data(preset: Preset) -> EvalData:
             forget_fraction=preset.forget_fraction,
             mode=preset.forget_mode,
         )
+    if preset.persons == "frames":
+        train = film_persons(train, split.person_ids, preset.seed)
     return EvalData(
         train=train,
         split=split,
