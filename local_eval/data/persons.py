@@ -18,6 +18,7 @@ split and seed, image for image.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -104,14 +105,21 @@ def _vary(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class PersonSimilarity:
-    """Mean Pearson correlation of pixels: within a person, and with other persons of its class."""
+    """Mean Pearson correlation of pixels within a person and with other persons of its class.
+
+    ``nearest_same_person`` is the share of images (of persons with two or more)
+    whose most correlated image of the same class is of the same person, and
+    ``nearest_by_chance`` what a random same-class image would give.
+    """
 
     within: float
     between: float
+    nearest_same_person: float
+    nearest_by_chance: float
     persons: int
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"within": self.within, "between": self.between, "persons": self.persons}
+        return dataclasses.asdict(self)
 
 
 def person_similarity(
@@ -128,22 +136,31 @@ def person_similarity(
     flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
     person_ids = np.asarray(person_ids)
     labels_np = np.asarray(labels)
-    within, between, counted = [], [], 0
+    within, between, nearest, chance, persons = [], [], [], [], set()
     for c in np.unique(labels_np):
         members = np.flatnonzero(labels_np == c)
         corr = (flat[members] @ flat[members].T).numpy()
+        np.fill_diagonal(corr, -np.inf)
         same = person_ids[members][:, None] == person_ids[members][None, :]
-        off_diagonal = ~np.eye(len(members), dtype=bool)
-        if (same & off_diagonal).any():
-            within.append(corr[same & off_diagonal])
-            counted += len(np.unique(person_ids[members][(same & off_diagonal).any(1)]))
-        if (~same).any():
-            between.append(corr[~same])
-    if not within or not between:
+        np.fill_diagonal(same, False)
+        paired = same.any(axis=1)
+        within.append(corr[same])
+        between.append(corr[~same & np.isfinite(corr)])
+        if paired.any() and len(members) > 1:
+            best = corr.argmax(axis=1)
+            nearest.append(same[np.arange(len(members)), best][paired])
+            chance.append(same.sum(axis=1)[paired] / (len(members) - 1))
+            persons.update(person_ids[members][paired].tolist())
+    within_all, between_all = np.concatenate(within), np.concatenate(between)
+    if not len(within_all) or not len(between_all):
         raise EvalError(
             "Similarity needs persons of at least two images and two persons in a class: "
             "use more images."
         )
     return PersonSimilarity(
-        float(np.concatenate(within).mean()), float(np.concatenate(between).mean()), counted
+        within=float(within_all.mean()),
+        between=float(between_all.mean()),
+        nearest_same_person=float(np.concatenate(nearest).mean()),
+        nearest_by_chance=float(np.concatenate(chance).mean()),
+        persons=len(persons),
     )
