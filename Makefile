@@ -74,7 +74,7 @@ compare: setup
 	$(CLI) compare $(A) $(B) --preset $(PRESET) $(if $(SPLIT),--split $(SPLIT),) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
 
 agree: setup
-	$(CLI) agree $(BOARDS) $(foreach j,$(SPLIT),--split $(j)) $(if $(PLOT),--plot $(PLOT),)
+	$(CLI) agree $(BOARDS) $(foreach j,$(SPLIT),--split $(j)) $(foreach m,$(METRIC),--metric $(m)) $(if $(PLOT),--plot $(PLOT),)
 
 tune: setup
 	$(CLI) tune $(METHOD) --preset $(PRESET) --trials $(TRIALS) $(if $(SPACE),--space "$(SPACE)",) $(if $(WORKERS),--workers $(WORKERS),) $(if $(N),--n-models $(N),) $(if $(SEED),--seed $(SEED),) $(if $(FRESH),--fresh,) $(TUNE_EXEC_ARGS)

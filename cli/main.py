@@ -142,6 +142,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="also draw each method's score on one board against the other's, "
                    "with both intervals, into this file")  # fmt: skip
+    p.add_argument("--metric", action="append", default=None, choices=("score", "klom"),
+                   help="which column orders a board: the score (default) or KLoM; given twice, "
+                   "one per board (one board twice with --metric score --metric klom: do the "
+                   "two metrics order its methods alike?)")  # fmt: skip
     p.set_defaults(func=cmd_agree)
 
     p = sub.add_parser("tune", help="search hyperparameters with Optuna; report them on a held-out split")
@@ -533,18 +537,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_per_board(given: list | None, flag: str) -> list:
+    """An option given once serves both boards; twice, one each; never more."""
+    values = given or [None]
+    if len(values) > 2:
+        raise EvalError(
+            f"agree takes {flag} once (both boards) or twice (one per board), not {len(values)} "
+            "times."
+        )
+    return values * 2 if len(values) == 1 else values
+
+
 def cmd_agree(args: argparse.Namespace) -> int:
     from local_eval.boards.board_orders import agreement_text, order_agreement, read_board
 
-    splits = args.split or [None]
-    if len(splits) > 2:
-        raise EvalError(
-            f"agree takes --split once (both boards) or twice (one per board), not {len(splits)} "
-            "times."
-        )
-    if len(splits) == 1:
-        splits = splits * 2
-    first, second = (read_board(path, split=j) for path, j in zip(args.boards, splits))
+    splits = _one_per_board(args.split, "--split")
+    metrics = _one_per_board(args.metric, "--metric")
+    first, second = (
+        read_board(path, split=j, metric=m or "score")
+        for path, j, m in zip(args.boards, splits, metrics)
+    )
     found = order_agreement(first.scores, second.scores)
     print(agreement_text(first, second, found))
     if args.plot:

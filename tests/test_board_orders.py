@@ -166,3 +166,24 @@ def test_agree_with_a_plot_writes_a_png_of_the_two_boards_scores(tmp_path, capsy
     assert main(["agree", str(first), str(second), "--plot", str(picture)]) == 0
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"wrote {picture}" in capsys.readouterr().out
+
+
+def test_klom_is_read_negated_so_that_higher_is_better_on_both_metrics(tmp_path):
+    board = tmp_path / "leaderboard-x.md"
+    board.write_text(
+        "# Leaderboard: preset `x`\n\n"
+        "| rank | method | score [lo, hi] | KLoM [lo, hi] |\n|---:|---|---:|---:|\n"
+        "| 1 | a | 0.20 [0.10, 0.30] | 1.50 [1.00, 2.00] |\n"
+        "| 2 | b | 0.10 [0.05, 0.15] | 3.00 [2.50, 3.50] |\n"
+    )
+    found = read_board(board, metric="klom")
+    assert found.scores == {"a": -1.5, "b": -3.0}
+    assert found.intervals["a"] == (-2.0, -1.0)
+    assert "KLoM" in found.title
+
+
+def test_a_board_without_klom_is_refused_with_the_column_named(tmp_path):
+    board = tmp_path / "leaderboard-old.md"
+    board.write_text("| rank | method | score [lo, hi] |\n|---:|---|---:|\n| 1 | a | 0.2 |\n")
+    with pytest.raises(EvalError, match="no 'KLoM \\[lo, hi\\]' column"):
+        read_board(board, metric="klom")

@@ -137,3 +137,23 @@ def test_methods_whose_interval_overlaps_the_leaders_are_tied():
         "c": Interval(0.20, 0.10, 0.39, 0.95),
     }
     assert tied_with_leader(intervals) == {"a": True, "b": True, "c": False}
+
+
+def test_every_interval_contains_its_estimate(coarse_metric):
+    rng = np.random.default_rng(11)
+    for k in range(20):
+        intervals = bootstrap_score(*synthetic_pair(rng), num_resamples=100, seed=k, device="cpu")
+        for interval in (intervals.forget_quality, intervals.score):
+            assert interval.low <= interval.estimate <= interval.high
+
+
+def test_model_resamples_never_repeat_a_model():
+    draws = draw_resamples(50, 4, 16, 12, seed=0)
+    for rows, size in ((draws.unlearned, 16), (draws.retrained, 12)):
+        assert rows.shape[1] == size // 2
+        assert all(len(set(row.tolist())) == len(row) for row in rows)
+
+
+def test_forget_examples_are_still_resampled_with_replacement():
+    draws = draw_resamples(50, 10, 16, 16, seed=0)
+    assert any(len(set(row.tolist())) < 10 for row in draws.examples)

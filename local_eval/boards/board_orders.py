@@ -51,14 +51,22 @@ class OrderAgreement:
     ranks_b: dict[str, int]
 
 
-def read_board(path: str | Path, split: int | None = None) -> Board:
+METRICS = ("score", "klom")
+_KLOM_COLUMN = "KLoM [lo, hi]"
+
+
+def read_board(path: str | Path, split: int | None = None, metric: str = "score") -> Board:
     """The ranked rows of a board written by ``make leaderboard`` (the retrain ceiling left out).
 
     The score read is what the board ranks by: ``score`` on a standard board, the
     last request's on a requests board, the mean over splits on a ``-splitsK`` one,
     or with ``split`` set, that split's score on a ``-splitsK`` board (a board of
-    one reference set ignores it).
+    one reference set ignores it). ``metric="klom"`` reads the KLoM column
+    instead, negated (and its interval with it) so that higher is better on
+    both metrics and two orders compare directly.
     """
+    if metric not in METRICS:
+        raise EvalError(f"metric {metric!r} is not one a board shows: use one of {', '.join(METRICS)}.")
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -71,7 +79,14 @@ def read_board(path: str | Path, split: int | None = None) -> Board:
         )
     columns = _cells(lines[header])
     column = _score_column(columns)
-    if split is not None and "mean score" in columns:
+    if metric == "klom":
+        if _KLOM_COLUMN not in columns:
+            raise EvalError(
+                f"{path}, line {header + 1}: no '{_KLOM_COLUMN}' column; rebuild the board with "
+                "`make leaderboard` (boards written before KLoM lack it)."
+            )
+        column = columns.index(_KLOM_COLUMN)
+    if split is not None and "mean score" in columns and metric == "score":
         name = f"split {split} [lo, hi]"
         if name not in columns:
             have = [c.split(" [")[0] for c in columns if c.startswith("split ")]
@@ -102,12 +117,16 @@ def read_board(path: str | Path, split: int | None = None) -> Board:
             ) from None
         if method in scores:
             raise EvalError(f"{path}, line {number}: {method!r} appears twice; rebuild the board.")
-        scores[method] = score
+        sign = -1.0 if metric == "klom" else 1.0
+        scores[method] = sign * score
         if bracket := _INTERVAL.search(cells[column]):
-            intervals[method] = (float(bracket.group(1)), float(bracket.group(2)))
+            ends = sorted(sign * float(bracket.group(k)) for k in (1, 2))
+            intervals[method] = (ends[0], ends[1])
     title = next((line.lstrip("# ").strip() for line in lines if line.startswith("# ")), path.name)
     if split is not None and "mean score" in columns:
         title += f", split {split}"
+    if metric == "klom":
+        title += ", KLoM (negated: higher is better)"
     setup = next((line.strip() for line in lines if _SETUP.match(line)), "")
     return Board(path, title, setup, scores, intervals)
 

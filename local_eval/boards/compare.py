@@ -26,7 +26,7 @@ from local_eval.scoring.intervals import difference_to, stored_interval
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.results import default_results_dir
 from local_eval.scoring.runner import resolve_preset
-from local_eval.scoring.scenarios import Scenario
+from local_eval.scoring.scenarios import DIAGNOSTIC_COLUMNS, Scenario
 from local_eval.scoring.scenarios.standard import Standard
 from local_eval.scoring.several_splits import split_presets
 
@@ -118,6 +118,14 @@ def comparison_text(found: Comparison) -> str:
 
 
 def _score_line(row: dict[str, Any]) -> str:
+    """The score with its interval, then KLoM, the mean shift and the spread ratio where stored."""
     interval = stored_interval(row)
     bracket = f" [{interval.low:.4f}, {interval.high:.4f}]" if interval else ""
-    return f"{row['method']}: score {row['score']:.4f}{bracket}"
+    diagnostics = [
+        f"{column.header.removesuffix(' [lo, hi]')} {cell}"
+        for column in DIAGNOSTIC_COLUMNS
+        if (cell := column.cell(row))
+    ]
+    return f"{row['method']}: score {row['score']:.4f}{bracket}" + "".join(
+        f"; {part}" for part in diagnostics
+    )

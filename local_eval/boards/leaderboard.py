@@ -22,6 +22,7 @@ import methods
 from local_eval.boards.kaggle_order import agreement_lines, kaggle_agreement
 from local_eval.boards.plots import plot_board
 from local_eval.boards.report import evaluate_method
+from local_eval.boards.two_metrics import two_metric_lines
 from local_eval.cache import atomic_write_text, repo_root
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
@@ -309,6 +310,7 @@ def render_board(
         lines.append(f"| {'' if is_ceiling else rank} | {row['method']} | {cells} |")
     if board.compares_with_kaggle:
         lines += agreement_lines(kaggle_agreement(results))
+        lines += two_metric_lines(results, differences or {})
     lines += board_notes(failures, left_out, board.left_out_label, merged)
     return "\n".join(lines) + "\n"
 
@@ -335,13 +337,13 @@ def uncertainty_note(results: list[dict[str, Any]], ceiling: dict[str, Any]) -> 
     levels = sorted({f"{record['level']:.0%}" for record in records})
     resamples = sorted({record["num_resamples"] for record in records})
     return (
-        f"Brackets are {'/'.join(levels)} bootstrap percentile intervals (B = "
-        f"{', '.join(map(str, resamples))} resamples of the forget examples, the method's runs "
-        "and the reference models). *tied with #1*: the interval overlaps the leader's, so this "
-        "N cannot tell the two apart. *Δ vs leader*: the paired difference to the leader on the "
-        "same resamples (an interval excluding 0 says they differ). Resampled models repeat, and "
-        "repeated confidences are easier to tell apart, so intervals sit low: a score near the "
-        "ceiling can lie above its own interval."
+        f"Brackets are {'/'.join(levels)} intervals (B = {', '.join(map(str, resamples))} "
+        "resamples: the forget examples with replacement, half of the method's runs and half of "
+        "the reference models without, so no model repeats; the estimate plus the percentiles "
+        "of the resamples' deviations from their mean). *tied with #1*: the interval overlaps "
+        "the leader's, so this N cannot tell the two apart. *Δ vs leader*: the paired "
+        "difference to the leader on the same resamples (an interval excluding 0 says they "
+        "differ)."
     )
 
 

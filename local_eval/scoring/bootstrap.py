@@ -1,19 +1,25 @@
-"""Bootstrap confidence intervals for F and the final score, and for differences between methods.
+"""Confidence intervals for F and the final score, and for differences between methods.
 
 A local score is a mean over a few dozen forget examples, computed from N
 unlearned and N retrained models: all three are samples, and the score would
-move with another draw of any of them. Each bootstrap resample draws, with
-replacement, the forget examples (the same columns on both sides, since the
-metric pairs them), the unlearned models and the retrained models (each model's
-forget confidences together with its retain and test accuracy), and rescores.
-Intervals are percentile intervals of the resampled scores. Resampled models
-repeat, and repeated confidences are easier to tell apart, so resampled F tends
-to sit below F on the data and the interval below the estimate; on synthetic
-confidences (tests/test_bootstrap.py's generator, N = 16 and 32, 10 forget
-examples, 100 replicates, a 10x coarser threshold grid) the plain percentile
-interval covered the true E[F] in 91 % of replicates at nominal 90 %, while
-re-centring it on the estimate covered 84 % and the basic bootstrap 53-65 %, so
-the plain percentiles are kept. With N = 8 it over-covers (wider than needed).
+move with another draw of any of them. Each resample draws the forget examples
+with replacement (the same columns on both sides, since the metric pairs them),
+and half of the unlearned and half of the retrained models *without*
+replacement (each model's forget confidences together with its retain and test
+accuracy), and rescores.
+
+Why halves and not the usual bootstrap of models: a bootstrap resample repeats
+models, and repeated confidences are easier for the threshold attacks to tell
+apart, so resampled scores sat below the estimate and intervals could exclude
+their own estimate (21 of 248 on the boards before this scheme). A half-sample
+never repeats a model, and for a mean over models its spread about the full
+sample's value is the full sample's own standard error (m = N/2 of N without
+replacement: variance sigma^2/m x (N-m)/(N-1), about sigma^2/N). Half as many
+models also move the metric's level (its epsilon grid is coarser), so the
+resampled values are centred: an interval is the estimate plus the percentiles
+of the resampled values' deviations from their own mean. It therefore always
+holds its estimate, unless the deviations are wildly skewed. The coverage
+check on synthetic confidences is in tests/test_bootstrap.py.
 
 The work is vectorised through the metric itself: the metric treats every forget
 example on its own, so the epsilons of all B model resamples are one call on
@@ -80,7 +86,12 @@ class ModelSide:
 
 @dataclass(frozen=True)
 class Resamples:
-    """Row and column draws shared by every statistic of one bootstrap: ``[B, size]`` each."""
+    """Row and column draws shared by every statistic of one bootstrap.
+
+    ``examples`` is ``[B, num_forget]`` (with replacement); ``unlearned`` and
+    ``retrained`` are ``[B, m]``, m model rows drawn without replacement (all rows,
+    in order, for a side that is not resampled).
+    """
 
     examples: np.ndarray
     unlearned: np.ndarray
@@ -88,6 +99,15 @@ class Resamples:
 
 
 RESAMPLED = ("examples", "unlearned", "retrained")
+# Stored with every interval record, so records made by another scheme are recomputed.
+SCHEME = "half-sampled models, centred"
+# The metric needs at least this many models a side.
+MIN_MODELS = 3
+
+
+def half(num_models: int) -> int:
+    """How many models a half-sample draws: N/2, but never fewer than the metric needs."""
+    return min(num_models, max(MIN_MODELS, num_models // 2))
 
 
 def draw_resamples(
@@ -98,10 +118,11 @@ def draw_resamples(
     seed: int,
     resample: Sequence[str] = RESAMPLED,
 ) -> Resamples:
-    """Seeded draws with replacement; the same seed gives the same resamples on any machine.
+    """Seeded draws; the same seed gives the same resamples on any machine.
 
-    A part left out of ``resample`` keeps its identity order in every resample
-    (e.g. ``("examples",)`` holds the models fixed).
+    Examples are drawn with replacement, models as half-samples without
+    replacement (:func:`half`). A part left out of ``resample`` keeps its identity
+    order in every resample (e.g. ``("examples",)`` holds the models fixed).
     """
     if num_resamples < 1:
         raise EvalError(f"num_resamples={num_resamples} must be at least 1 (1000 is usual).")
@@ -109,12 +130,19 @@ def draw_resamples(
     if unknown:
         raise EvalError(f"resample={tuple(resample)}: {unknown} not among {RESAMPLED}.")
     rng = np.random.default_rng([seed, 0xB007])
-    sizes = {"examples": num_forget, "unlearned": num_unlearned, "retrained": num_retrained}
+
+    def models(size: int, part: str) -> np.ndarray:
+        if part not in resample:
+            return np.broadcast_to(np.arange(size), (num_resamples, size))
+        keys = rng.random((num_resamples, size))
+        return np.sort(np.argsort(keys, axis=1)[:, : half(size)], axis=1)
+
     drawn = {
-        part: rng.integers(0, size, (num_resamples, size))
-        if part in resample
-        else np.broadcast_to(np.arange(size), (num_resamples, size))
-        for part, size in sizes.items()
+        "examples": rng.integers(0, num_forget, (num_resamples, num_forget))
+        if "examples" in resample
+        else np.broadcast_to(np.arange(num_forget), (num_resamples, num_forget)),
+        "unlearned": models(num_unlearned, "unlearned"),
+        "retrained": models(num_retrained, "retrained"),
     }
     return Resamples(**drawn)
 
@@ -239,7 +267,12 @@ def _resampled(
     draws: Resamples,
     device: torch.device | str | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """F and score under each resample, both shape ``[B]``."""
+    """F and score under each resample, centred on the estimates: both shape ``[B]``.
+
+    Each is the estimate plus the resample's deviation from the resamples' mean,
+    so percentiles are the interval and two methods' arrays on the same draws
+    subtract into their paired difference.
+    """
     confs_u, confs_r = _as_array(unlearned.confidences), _as_array(retrained.confidences)
     points = _resampled_points(confs_u, confs_r, draws, device)  # [B, n_forget]
     quality = np.take_along_axis(points, draws.examples, axis=1).mean(axis=1)
@@ -249,7 +282,9 @@ def _resampled(
         np.asarray(retrained.retain_accuracy, dtype=np.float64)[draws.retrained],
         np.asarray(retrained.test_accuracy, dtype=np.float64)[draws.retrained],
     )
-    return quality, quality * utility
+    score = quality * utility
+    estimate_f, estimate_s = _point(unlearned, retrained, device)
+    return estimate_f + quality - quality.mean(), estimate_s + score - score.mean()
 
 
 def _resampled_points(
@@ -260,10 +295,13 @@ def _resampled_points(
 ) -> np.ndarray:
     """Points of every forget example under every model resample: ``[B, n_forget]``.
 
+    The epsilon grid is the resampled sides' size (a half-sample has m models).
+
     Column ``b * n_forget + j`` of the stacked inputs is example ``j`` seen by the
     models of resample ``b``; the metric scores columns independently.
     """
-    num_models, n_forget = confs_u.shape
+    n_forget = confs_u.shape[1]
+    num_models = draws.unlearned.shape[1]
     num_resamples = len(draws.unlearned)
     per_chunk = max(1, CHUNK_COLUMNS // n_forget)
     points = np.empty((num_resamples, n_forget), dtype=np.float64)
@@ -277,9 +315,9 @@ def _resampled_points(
 
 
 def _stack(confs: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``[N, b x n_forget]``: resample k's models for every example, side by side."""
-    picked = confs[rows]  # [b, N, n_forget]
-    return np.ascontiguousarray(picked.transpose(1, 0, 2).reshape(confs.shape[0], -1))
+    """``[m, b x n_forget]``: resample k's m models for every example, side by side."""
+    picked = confs[rows]  # [b, m, n_forget]
+    return np.ascontiguousarray(picked.transpose(1, 0, 2).reshape(rows.shape[1], -1))
 
 
 def _utility(ra_u: np.ndarray, ta_u: np.ndarray, ra_r: np.ndarray, ta_r: np.ndarray) -> np.ndarray:

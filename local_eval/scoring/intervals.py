@@ -29,11 +29,13 @@ from local_eval.errors import EvalError
 from local_eval.scoring.bootstrap import (
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
+    SCHEME,
     Interval,
     ModelSide,
     bootstrap_difference,
     resampled_statistics,
 )
+from local_eval.scoring.diagnostics import diagnostics
 from local_eval.scoring.references import ModelRecord, References
 
 # Past this many forget examples one resample costs N x forget epsilons per side;
@@ -78,13 +80,16 @@ def score_intervals(
 ) -> dict[str, Any]:
     """The interval record of one side (a method's runs, or the ceiling) against ``refs``'s reference models.
 
-    Resamples forget examples and models on both sides with the draws and
-    percentiles of ``bootstrap.bootstrap_score``.
+    Resamples forget examples, and half-samples models on both sides, with the
+    draws and centred percentiles of ``bootstrap.bootstrap_score``; the record's
+    ``diagnostics`` (KLoM, mean shift, spread ratio: ``scoring.diagnostics``) come
+    from the same draws.
     """
     if not 0 < level < 1:
         raise EvalError(f"level={level} must lie strictly between 0 and 1 (e.g. 0.95).")
     resamples = num_resamples or default_resamples(len(refs.data.forget))
-    quality, score = resampled_statistics(unlearned, records_side(refs.reference), resamples, seed)
+    reference = records_side(refs.reference)
+    quality, score = resampled_statistics(unlearned, reference, resamples, seed)
     tail = (1 - level) / 2
     return {
         "score": np.quantile(score, [tail, 1 - tail]).tolist(),
@@ -92,8 +97,10 @@ def score_intervals(
         "level": level,
         "num_resamples": resamples,
         "seed": seed,
+        "scheme": SCHEME,
         "shape": [*np.shape(unlearned.confidences), len(refs.reference)],
         "resampled_scores": score.tolist(),
+        "diagnostics": diagnostics(unlearned, reference, resamples, level, seed),
     }
 
 
@@ -115,9 +122,12 @@ def ceiling_intervals(
 
 
 def needs_intervals(result: dict[str, Any], num_resamples: int | None = None) -> bool:
-    """Whether ``result`` lacks intervals (or has them at another B than one asked for)."""
+    """Whether ``result`` lacks intervals, has them from another scheme, or at another B than asked."""
     present = result.get("intervals")
-    if present is None or "intervals" not in result.get("ceiling", {}):
+    ceiling = result.get("ceiling", {}).get("intervals")
+    if present is None or ceiling is None:
+        return True
+    if any(r.get("scheme") != SCHEME or "diagnostics" not in r for r in (present, ceiling)):
         return True
     return num_resamples is not None and present.get("num_resamples") != num_resamples
 
@@ -176,7 +186,9 @@ def difference_to(
     if (
         "resampled_scores" in mine
         and "resampled_scores" in theirs
-        and all(mine.get(k) == theirs.get(k) for k in ("num_resamples", "seed", "shape"))
+        and all(
+            mine.get(k) == theirs.get(k) for k in ("num_resamples", "seed", "shape", "scheme")
+        )
         and mine["seed"] == seed
         and num_resamples in (None, mine["num_resamples"])
     ):

@@ -189,3 +189,24 @@ SCORE = Column("score [lo, hi]", score_cell)
 TIED = Column("tied with #1", _tied)
 VS_LEADER = Column("Δ vs leader [lo, hi]", _versus_leader)
 INTERVAL_COLUMNS = (SCORE, TIED, VS_LEADER)
+
+
+def diagnostic_cell(name: str, digits: int) -> Callable[[dict[str, Any]], str]:
+    """A ``scoring.diagnostics`` statistic with its interval; blank where the row has none."""
+
+    def cell(row: dict[str, Any]) -> str:
+        found = (row.get("intervals") or {}).get("diagnostics")
+        if found is None:
+            return ""
+        low, high = found[name]["interval"]
+        return f"{found[name]['estimate']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+    return cell
+
+
+# KLoM, the second metric, and what the score punishes (``scoring.diagnostics``).
+DIAGNOSTIC_COLUMNS = (
+    Column("KLoM [lo, hi]", diagnostic_cell("klom", 2)),
+    Column("shift [lo, hi]", diagnostic_cell("mean_shift", 2)),
+    Column("spread ratio [lo, hi]", diagnostic_cell("spread_ratio", 2)),
+)

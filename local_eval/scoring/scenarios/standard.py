@@ -9,6 +9,7 @@ from local_eval.scoring.executors import Executor
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.references import build_references
 from local_eval.scoring.scenarios import (
+    DIAGNOSTIC_COLUMNS,
     INTERVAL_COLUMNS,
     Board,
     Column,
@@ -55,10 +56,17 @@ class Standard:
                 "Score = F x retain ratio x test ratio (the competition's metric, computed locally). "
                 "The retrain ceiling scores the other N retrained models as if they were a method: "
                 "the best score reachable at this N. s / run and the fastest run are wall seconds, "
-                "for scale only: other jobs on the machine lengthen them."
+                "for scale only: other jobs on the machine lengthen them. KLoM (the Easy Data "
+                "Unlearning Bench's metric) is the mean over forget examples of the KL divergence "
+                "between the method's and the retrained models' binned margins: 0 is retraining, "
+                "lower is better, and the ceiling's is its floor at this N. *shift*: the method's "
+                "mean logit-scaled confidence on a forget example minus the retrained models' "
+                "(above 0: it still remembers; below 0: it over-forgot). *spread ratio*: its "
+                "run-to-run spread over theirs (below 1: runs too alike). The score punishes both."
             ),
             columns=(
                 *INTERVAL_COLUMNS,
+                *DIAGNOSTIC_COLUMNS,
                 *ratio_columns(),
                 Column("s / run", lambda row: f"{row['seconds_per_run']:.2f}"),
                 Column("fastest run (s)", lambda row: f"{_fastest(row):.2f}"),
