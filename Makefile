@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 METHOD ?= finetune
 A ?= ftsu
 B ?= finetune
-PRESET ?= cpu
+PRESET ?=
+# Empty: the command line's default preset (local_eval/scoring/presets.py: DEFAULT_PRESET).
+PRESET_ARG = $(if $(PRESET),--preset $(PRESET),)
 EXECUTOR ?= local
 RAY_ADDRESS ?=
 ENSEMBLE ?=
@@ -62,22 +64,22 @@ submit: setup
 	$(CLI) submit $(METHOD) $(SET_ARGS) $(if $(PUSH),--push,)
 
 eval: setup
-	$(CLI) eval $(METHOD) $(SET_ARGS) --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),) $(if $(SPLITS),--splits $(SPLITS),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
+	$(CLI) eval $(METHOD) $(SET_ARGS) $(PRESET_ARG) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),) $(if $(SPLITS),--splits $(SPLITS),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
 
 leaderboard: setup
-	$(CLI) leaderboard --preset $(PRESET) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(METHODS),--methods $(METHODS),) $(if $(N),--n-models $(N),) $(if $(SPLITS),--splits $(SPLITS),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
+	$(CLI) leaderboard $(PRESET_ARG) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(METHODS),--methods $(METHODS),) $(if $(N),--n-models $(N),) $(if $(SPLITS),--splits $(SPLITS),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
 
 references: setup
-	$(CLI) references --preset $(PRESET) $(if $(N),--n-models $(N),) $(if $(STATUS),--status,) $(EXEC_ARGS)
+	$(CLI) references $(PRESET_ARG) $(if $(N),--n-models $(N),) $(if $(STATUS),--status,) $(EXEC_ARGS)
 
 compare: setup
-	$(CLI) compare $(A) $(B) --preset $(PRESET) $(if $(SPLIT),--split $(SPLIT),) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
+	$(CLI) compare $(A) $(B) $(PRESET_ARG) $(if $(SPLIT),--split $(SPLIT),) $(if $(REQUESTS),--requests $(REQUESTS),) $(if $(FEDERATED),--federated $(FEDERATED),) $(if $(N),--n-models $(N),) $(if $(BOOTSTRAP),--bootstrap $(BOOTSTRAP),) $(EXEC_ARGS)
 
 agree: setup
 	$(CLI) agree $(BOARDS) $(foreach j,$(SPLIT),--split $(j)) $(foreach m,$(METRIC),--metric $(m)) $(if $(PLOT),--plot $(PLOT),)
 
 tune: setup
-	$(CLI) tune $(METHOD) --preset $(PRESET) --trials $(TRIALS) $(if $(SPACE),--space "$(SPACE)",) $(if $(WORKERS),--workers $(WORKERS),) $(if $(N),--n-models $(N),) $(if $(SEED),--seed $(SEED),) $(if $(FRESH),--fresh,) $(TUNE_EXEC_ARGS)
+	$(CLI) tune $(METHOD) $(PRESET_ARG) --trials $(TRIALS) $(if $(SPACE),--space "$(SPACE)",) $(if $(WORKERS),--workers $(WORKERS),) $(if $(N),--n-models $(N),) $(if $(SEED),--seed $(SEED),) $(if $(FRESH),--fresh,) $(TUNE_EXEC_ARGS)
 
 test: setup check-notebooks
 	$(PY) -m pytest -q

@@ -16,11 +16,8 @@ from pathlib import Path
 
 from builder.errors import BuildError
 from local_eval.errors import EvalError
+from local_eval.scoring.presets import DEFAULT_PRESET, preset_help
 
-PRESET_HELP = (
-    "smoke, cpu, gpu, faithful or faithful_full; the width pair faithful_small / "
-    "faithful_small_full"
-)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("references", help="build a preset's reference models (or, with --status, say how far they are)")
-    p.add_argument("--preset", default="cpu", help=PRESET_HELP)
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=preset_help())
     p.add_argument("--n-models", type=int, default=None, help="N: 1 + 2N models")
     p.add_argument("--data-root", default=None)
     p.add_argument("--status", action="store_true", help="only report finished and half-trained models")
@@ -150,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="search hyperparameters with Optuna; report them on a held-out split")
     p.add_argument("method", help="registered method name, or path of a method file")
-    p.add_argument("--preset", default="cpu", help=PRESET_HELP)
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=preset_help())
     p.add_argument("--n-models", type=int, default=None, help="N: runs and references per score")
     p.add_argument("--data-root", default=None)
     p.add_argument("--trials", type=int, default=40, help="trials the study should hold (a rerun adds what is missing)")
@@ -227,7 +224,7 @@ def _executor_args(p: argparse.ArgumentParser) -> None:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="cpu", help=PRESET_HELP)
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=preset_help())
     p.add_argument("--n-models", type=int, default=None, help="N: unlearned runs and retrained references")
     p.add_argument("--data-root", default=None)
     p.add_argument("--batch-format", choices=["dict", "tuple"], default=None)

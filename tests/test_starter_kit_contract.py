@@ -59,7 +59,9 @@ def test_methods_command_does_not_list_name_as_a_hyperparameter():
     assert "name=" not in result.stdout
 
 
-@pytest.mark.parametrize("phase, preset", [("debug", "smoke"), ("dev", "cpu"), ("test", "faithful")])
+@pytest.mark.parametrize(
+    "phase, preset", [("debug", "smoke"), ("dev", "faithful_quick"), ("test", "faithful_small_full")]
+)
 def test_main_py_phases_run_their_presets(phase, preset, monkeypatch):
     forwarded = []
     monkeypatch.setattr(starter_main, "cli_main", lambda argv: forwarded.extend(argv) or 0)
