@@ -19,7 +19,6 @@ from local_eval.errors import EvalError
 from local_eval.scoring.presets import DEFAULT_PRESET, preset_help
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
