@@ -126,8 +126,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("a", help="registered method name")
     p.add_argument("b", help="registered method name to compare it with")
     _eval_args(p)
-    p.add_argument("--split", type=int, default=0, metavar="J",
-                   help="compare on split J's references (0: the preset itself, as SPLITS= boards number them)")  # fmt: skip
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("agree", help="do two written boards order their common methods alike? Kendall's tau")
@@ -238,6 +236,11 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--splits", type=int, default=1, metavar="K",
         help="score on K independent reference sets (other forget persons, data and seeds)",
+    )
+    p.add_argument(
+        "--split", type=int, default=0, metavar="J",
+        help="score on split J alone (0: the preset itself; J > 0: the reference set that "
+        "--splits K > J builds as split J), e.g. a split no tuning saw",
     )
     p.add_argument(
         "--bootstrap", type=int, default=None, metavar="B",
@@ -434,6 +437,23 @@ def _preset_fields(args: argparse.Namespace) -> dict:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _preset_and_fields(args: argparse.Namespace) -> tuple:
+    """The preset to score and the fields still to apply: split J's preset where --split J > 0.
+
+    Split J's preset is the one ``--splits K`` (K > J) scores as its split J, so a
+    held-out split can be scored on its own, and a split board reuses its results.
+    """
+    fields = _preset_fields(args)
+    if args.split == 0:
+        return args.preset, fields
+    if args.splits != 1:
+        raise EvalError("--split J scores one split and --splits K several: give one of them.")
+    from local_eval.scoring.runner import resolve_preset
+    from local_eval.scoring.several_splits import split_preset
+
+    return split_preset(resolve_preset(args.preset, fields, None), args.split), {}
+
+
 def _scenario(args: argparse.Namespace):
     """The scenario ``--requests K`` or ``--federated K`` asks for; the competition's otherwise."""
     if args.requests and args.federated:
@@ -463,16 +483,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
     from local_eval.boards.report import evaluate_method, evaluate_splits
 
-    shared = dict(
-        scenario=scenario, ensemble=args.ensemble, bootstrap=args.bootstrap, **_preset_fields(args)
-    )
+    preset, fields = _preset_and_fields(args)
+    shared = dict(scenario=scenario, ensemble=args.ensemble, bootstrap=args.bootstrap, **fields)
     with closing(_executor(args)) as executor:
         if args.splits != 1:
             evaluate_splits(
-                args.method, args.preset, args.splits, hyperparameters, executor=executor, **shared
+                args.method, preset, args.splits, hyperparameters, executor=executor, **shared
             )
         else:
-            evaluate_method(args.method, args.preset, hyperparameters, executor=executor, **shared)
+            evaluate_method(args.method, preset, hyperparameters, executor=executor, **shared)
     return 0
 
 
@@ -482,15 +501,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from local_eval.boards.leaderboard import build_leaderboard
     from local_eval.boards.split_board import build_split_leaderboard
 
+    preset, fields = _preset_and_fields(args)
     shared = dict(
-        scenario=scenario, only=chosen, ensemble=args.ensemble, bootstrap=args.bootstrap,
-        **_preset_fields(args),
-    )  # fmt: skip
+        scenario=scenario, only=chosen, ensemble=args.ensemble, bootstrap=args.bootstrap, **fields
+    )
     with closing(_executor(args)) as executor:
         if args.splits != 1:
-            path = build_split_leaderboard(args.preset, args.splits, executor=executor, **shared)
+            path = build_split_leaderboard(preset, args.splits, executor=executor, **shared)
         else:
-            path = build_leaderboard(args.preset, executor=executor, **shared)
+            path = build_leaderboard(preset, executor=executor, **shared)
     print(path)
     return 0
 

@@ -57,3 +57,27 @@ def test_a_method_missing_from_a_split_is_ranked_where_it_was_scored():
     summary = aggregate_splits([{"a": 0.3, "b": 0.1}, {"b": 0.2}])
     assert math.isnan(summary["a"].ranks[1]) and summary["b"].ranks == (2.0, 1.0)
     assert summary["a"].mean == pytest.approx(0.3) and math.isnan(summary["a"].std)
+
+
+def test_one_split_on_its_own_is_the_split_a_several_split_board_scores():
+    from cli.main import _parser, _preset_and_fields
+
+    args = _parser().parse_args(["leaderboard", "--preset", "smoke", "--split", "2"])
+    preset, fields = _preset_and_fields(args)
+    assert preset == split_presets(get_preset("smoke"), 3)[2] and fields == {}
+
+
+def test_one_split_and_several_splits_together_are_refused():
+    from cli.main import _parser, _preset_and_fields
+
+    args = _parser().parse_args(["eval", "finetune", "--split", "1", "--splits", "2"])
+    with pytest.raises(EvalError, match="give one of them"):
+        _preset_and_fields(args)
+
+
+def test_a_split_boards_command_names_its_preset_and_split(tmp_path):
+    from local_eval.boards.leaderboard import write_board
+    from local_eval.scoring.several_splits import split_preset
+
+    path = write_board(tmp_path, "leaderboard-x", "", split_preset(get_preset("smoke"), 2), echo=False)
+    assert "make leaderboard PRESET=smoke SPLIT=2`" in path.read_text()

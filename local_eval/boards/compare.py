@@ -28,7 +28,7 @@ from local_eval.scoring.results import default_results_dir
 from local_eval.scoring.runner import resolve_preset
 from local_eval.scoring.scenarios import DIAGNOSTIC_COLUMNS, Scenario
 from local_eval.scoring.scenarios.standard import Standard
-from local_eval.scoring.several_splits import split_presets
+from local_eval.scoring.several_splits import split_preset
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,8 @@ def compare_methods(
     """
     if a == b:
         raise EvalError(f"compare needs two different methods; got {a!r} twice.")
-    if split < 0:
-        raise EvalError(f"--split {split}: splits are numbered from 0 (the preset itself).")
     scenario = scenario or Standard()
-    preset = split_presets(resolve_preset(preset, options, n_models), split + 1)[split]
+    preset = split_preset(resolve_preset(preset, options, n_models), split)
     device = torch.device(device) if device is not None else default_device()
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     chosen, _ = choose_methods([a, b], doing="compare")

@@ -46,6 +46,7 @@ from local_eval.scoring.results import (
 from local_eval.scoring.runner import resolve_preset, score_models
 from local_eval.scoring.scenarios import Board, Prepared, Scenario, get_scenario
 from local_eval.scoring.scenarios.standard import Standard
+from local_eval.scoring.several_splits import split_origin
 from methods.base import BaseMethod
 
 CEILING_LABEL = "*retrain ceiling*"
@@ -486,10 +487,13 @@ def write_board(
     The command carries N and the method list only when they differ from the
     defaults, so it is the shortest one that reproduces this exact board.
     """
-    command = f"make leaderboard PRESET={preset.name}"
+    base, split = split_origin(preset.name)
+    command = f"make leaderboard PRESET={base}"
+    if split:
+        command += f" SPLIT={split}"
     if mode:
         command += f" {mode}"
-    if preset.n_models != get_preset(preset.name).n_models:
+    if preset.n_models != get_preset(base).n_models:
         command += f" N={preset.n_models}"
     if methods:
         command += f" METHODS={','.join(methods)}"

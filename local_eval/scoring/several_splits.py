@@ -42,6 +42,19 @@ class SplitSummary:
     mean_rank: float
 
 
+def split_origin(name: str) -> tuple[str, int]:
+    """The preset a split's name came from and the split's number: ``x-split2`` is ``("x", 2)``."""
+    base, marker, number = name.rpartition("-split")
+    return (base, int(number)) if marker and number.isdigit() else (name, 0)
+
+
+def split_preset(preset: Preset, j: int) -> Preset:
+    """Split ``j``'s preset alone: the one ``split_presets(preset, K)`` gives as split j for K > j."""
+    if j < 0:
+        raise EvalError(f"--split {j}: splits are numbered from 0 (the preset itself).")
+    return split_presets(preset, j + 1)[j]
+
+
 def split_presets(preset: Preset, k: int) -> list[Preset]:
     """K presets whose reference sets are independent draws; split 0 is ``preset`` itself."""
     if k < 1:
