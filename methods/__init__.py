@@ -17,10 +17,12 @@ from methods.ftsu import Ftsu
 from methods.hirs import Hirs
 from methods.kookmin import Kookmin
 from methods.progressive_saliency import ProgressiveSaliency
+from methods.reset_recalibrate import ResetRecalibrate
 from methods.salun import SalUn
 from methods.scrub import Scrub
 from methods.sebastian import Sebastian
 from methods.seif import Seif
+from methods.ssd import Ssd
 from methods.sun import Sun
 
 _METHODS: tuple[type[BaseMethod], ...] = (
@@ -40,6 +42,8 @@ _METHODS: tuple[type[BaseMethod], ...] = (
     AmsUnlearn,
     Hirs,
     Ftsu,
+    Ssd,
+    ResetRecalibrate,
 )
 
 
