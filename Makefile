@@ -14,7 +14,7 @@ PRESET_ARG = $(if $(PRESET),--preset $(PRESET),)
 EXECUTOR ?= local
 RAY_ADDRESS ?=
 ENSEMBLE ?=
-BOARDS ?= docs/leaderboard-faithful.md docs/leaderboard-cpu.md
+BOARDS ?= docs/leaderboard-faithful_groups.md docs/leaderboard-cpu.md
 # RAY_ADDRESS only counts with EXECUTOR=ray: an exported address never sends a local run away.
 EXEC_ARGS = --executor $(EXECUTOR) $(if $(filter ray,$(EXECUTOR)),$(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS),),) $(if $(ENSEMBLE),--ensemble $(ENSEMBLE),)
 # make tune takes the executor but not ENSEMBLE (reference builds there use one model per task).
