@@ -13,12 +13,9 @@ PRESET ?=
 PRESET_ARG = $(if $(PRESET),--preset $(PRESET),)
 EXECUTOR ?= local
 RAY_ADDRESS ?=
-ENSEMBLE ?=
 BOARDS ?= docs/leaderboard-faithful_groups.md docs/leaderboard-cpu.md
 # RAY_ADDRESS only counts with EXECUTOR=ray: an exported address never sends a local run away.
-EXEC_ARGS = --executor $(EXECUTOR) $(if $(filter ray,$(EXECUTOR)),$(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS),),) $(if $(ENSEMBLE),--ensemble $(ENSEMBLE),)
-# make tune takes the executor but not ENSEMBLE (reference builds there use one model per task).
-TUNE_EXEC_ARGS = --executor $(EXECUTOR) $(if $(filter ray,$(EXECUTOR)),$(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS),),)
+EXEC_ARGS = --executor $(EXECUTOR) $(if $(filter ray,$(EXECUTOR)),$(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS),),)
 N_CHECKPOINTS ?= 2
 PUSH ?=
 TRIALS ?= 40
@@ -79,7 +76,7 @@ agree: setup
 	$(CLI) agree $(BOARDS) $(foreach j,$(SPLIT),--split $(j)) $(foreach m,$(METRIC),--metric $(m)) $(if $(PLOT),--plot $(PLOT),)
 
 tune: setup
-	$(CLI) tune $(METHOD) $(PRESET_ARG) --trials $(TRIALS) $(if $(SPACE),--space "$(SPACE)",) $(if $(WORKERS),--workers $(WORKERS),) $(if $(N),--n-models $(N),) $(if $(SEED),--seed $(SEED),) $(if $(FRESH),--fresh,) $(TUNE_EXEC_ARGS)
+	$(CLI) tune $(METHOD) $(PRESET_ARG) --trials $(TRIALS) $(if $(SPACE),--space "$(SPACE)",) $(if $(WORKERS),--workers $(WORKERS),) $(if $(N),--n-models $(N),) $(if $(SEED),--seed $(SEED),) $(if $(FRESH),--fresh,) $(EXEC_ARGS)
 
 test: setup check-notebooks
 	$(PY) -m pytest -q

@@ -119,7 +119,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None)
     p.add_argument("--status", action="store_true", help="only report finished and half-trained models")
     _executor_args(p)
-    p.add_argument("--ensemble", type=int, default=1, metavar="M", help="M retrained models per task, vectorised")
     p.set_defaults(func=cmd_references)
 
     p = sub.add_parser("compare", help="is method A better than B? their paired score difference")
@@ -229,10 +228,6 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--requests", type=int, default=None, help="serve the forget set as K sequential requests")
     p.add_argument("--federated", type=int, default=None, metavar="K", help="simulate K federated clients")
     _executor_args(p)
-    p.add_argument(
-        "--ensemble", type=int, default=1, metavar="M",
-        help="train M retrained reference models per task as one vectorised ensemble",
-    )
     p.add_argument(
         "--splits", type=int, default=1, metavar="K",
         help="score on K independent reference sets (other forget persons, data and seeds)",
@@ -484,7 +479,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from local_eval.boards.report import evaluate_method, evaluate_splits
 
     preset, fields = _preset_and_fields(args)
-    shared = dict(scenario=scenario, ensemble=args.ensemble, bootstrap=args.bootstrap, **fields)
+    shared = dict(scenario=scenario, bootstrap=args.bootstrap, **fields)
     with closing(_executor(args)) as executor:
         if args.splits != 1:
             evaluate_splits(
@@ -502,9 +497,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from local_eval.boards.split_board import build_split_leaderboard
 
     preset, fields = _preset_and_fields(args)
-    shared = dict(
-        scenario=scenario, only=chosen, ensemble=args.ensemble, bootstrap=args.bootstrap, **fields
-    )
+    shared = dict(scenario=scenario, only=chosen, bootstrap=args.bootstrap, **fields)
     with closing(_executor(args)) as executor:
         if args.splits != 1:
             path = build_split_leaderboard(preset, args.splits, executor=executor, **shared)
@@ -523,7 +516,7 @@ def cmd_references(args: argparse.Namespace) -> int:
     preset = resolve_preset(args.preset, fields, args.n_models)
     if not args.status:
         with closing(_executor(args)) as executor:
-            built = build_references(preset, executor=executor, ensemble=args.ensemble)
+            built = build_references(preset, executor=executor)
         print(f"this build: {built.seconds_this_build:.0f} s wall")
     print(status_text(reference_status(preset)))
     return 0

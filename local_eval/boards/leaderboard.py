@@ -66,7 +66,6 @@ def build_leaderboard(
     progress: bool = True,
     echo: bool = True,
     executor: Executor | None = None,
-    ensemble: int = 1,
     bootstrap: int | None = None,
     **options: Any,
 ) -> Path:
@@ -81,8 +80,8 @@ def build_leaderboard(
     score) and ``with_companion`` is set, each method's companion result is reused
     from its own folder when current, else scored into
     ``results/<folder>/<companion>/`` so the companion's own results are never
-    overwritten at another N. ``executor`` and ``ensemble`` decide where reference
-    models and runs are made (``scoring.executors``; default: in this process).
+    overwritten at another N. ``executor`` decides where reference models and
+    runs are made (``scoring.executors``; default: in this process).
     ``bootstrap`` is B for the intervals (None: the
     default for the forget set's size; stored intervals are kept unless B differs).
     """
@@ -92,15 +91,13 @@ def build_leaderboard(
     results_root = Path(results_dir) if results_dir is not None else default_results_dir()
     chosen, left_out = choose_methods(only)
     chosen, merged = merge_same_computations(chosen, scenario.name)
-    gathering = Gathering(results_root, device, rerun, progress, echo, bootstrap, executor, ensemble)
-    prepared = scenario.prepare(preset, device, progress, executor=executor, ensemble=ensemble)
+    gathering = Gathering(results_root, device, rerun, progress, echo, bootstrap, executor)
+    prepared = scenario.prepare(preset, device, progress, executor=executor)
     rows, failures = board_results(chosen, preset, scenario, prepared, gathering)
     companions: dict[str, dict[str, Any]] = {}
     if scenario.companion is not None and with_companion and rows:
         companion = get_scenario(scenario.companion)
-        companion_prepared = companion.prepare(
-            preset, device, progress, executor=executor, ensemble=ensemble
-        )
+        companion_prepared = companion.prepare(preset, device, progress, executor=executor)
         spare = results_root / results_folder(preset.name, scenario.name) / companion.name
         for row in rows:
             name = row["method"]
@@ -148,7 +145,6 @@ class Gathering:
     echo: bool
     bootstrap: int | None
     executor: Executor | None = None
-    ensemble: int = 1
 
     def score(
         self, method_cls: type[BaseMethod], preset: Preset, where: Scenario, folder: Path
@@ -163,7 +159,6 @@ class Gathering:
             echo=self.echo,
             bootstrap=self.bootstrap,
             executor=self.executor,
-            ensemble=self.ensemble,
         )
 
     def reused(

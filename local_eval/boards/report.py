@@ -38,15 +38,14 @@ def evaluate_method(
     progress: bool = True,
     echo: bool = True,
     executor: Executor | None = None,
-    ensemble: int = 1,
     bootstrap: int | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Score ``method`` in ``scenario`` (``runner.score_method``), draw its plot, print its summary.
 
     Reference models and runs are tasks of ``executor`` (default: in this process),
-    ``ensemble`` retrained models per task. Writes ``results/<folder>/<method>.json``
-    and ``.png`` and returns the JSON's content.
+    one model or run per task. Writes ``results/<folder>/<method>.json`` and
+    ``.png`` and returns the JSON's content.
     ``bootstrap`` is B for the intervals (None: the default for the forget set's size).
     """
     scored = score_method(
@@ -59,7 +58,6 @@ def evaluate_method(
         results_dir=results_dir,
         progress=progress,
         executor=executor,
-        ensemble=ensemble,
         bootstrap=bootstrap,
         **options,
     )
@@ -93,15 +91,14 @@ def evaluate_splits(
     echo: bool = True,
     bootstrap: int | None = None,
     executor: Executor | None = None,
-    ensemble: int = 1,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Score ``method`` on K independent reference sets (``several_splits.split_presets``).
 
     Split 0 is the preset itself (its results and references are reused); split j
     files its result under ``results/<preset>-split<j>/``. Prints each split's
-    summary, then the mean and spread over the K. ``executor`` and ``ensemble``
-    as for ``evaluate_method``, split after split.
+    summary, then the mean and spread over the K. ``executor`` as for
+    ``evaluate_method``, split after split.
     """
     base = resolve_preset(preset, options, n_models)
     results = [
@@ -116,7 +113,6 @@ def evaluate_splits(
             echo=echo,
             bootstrap=bootstrap,
             executor=executor,
-            ensemble=ensemble,
         )
         for split in split_presets(base, k)
     ]

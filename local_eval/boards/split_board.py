@@ -71,15 +71,14 @@ def build_split_leaderboard(
     echo: bool = True,
     bootstrap: int | None = None,
     executor: Executor | None = None,
-    ensemble: int = 1,
     **options: Any,
 ) -> Path:
     """Score (or reuse) methods on ``k`` splits; write ``docs/leaderboard-<folder>-splits<k>.md`` and its PNG.
 
     Split j's results go to ``results/<preset>-split<j>[-<scenario>]/`` (split 0:
     the preset's own folder). A scenario's companion scores are not shown here.
-    ``executor`` and ``ensemble`` make every split's references and runs as on a
-    one-split board, one split after another.
+    ``executor`` makes every split's references and runs as on a one-split
+    board, one split after another.
     """
     scenario = scenario or Standard()
     base = resolve_preset(preset, options, n_models)
@@ -87,10 +86,10 @@ def build_split_leaderboard(
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     chosen, left_out = choose_methods(only)
     chosen, merged = merge_same_computations(chosen, scenario.name)
-    gathering = Gathering(root, device, rerun, progress, echo, bootstrap, executor, ensemble)
+    gathering = Gathering(root, device, rerun, progress, echo, bootstrap, executor)
     splits, failures = [], {}
     for j, split in enumerate(split_presets(base, k)):
-        prepared = scenario.prepare(split, device, progress, executor=executor, ensemble=ensemble)
+        prepared = scenario.prepare(split, device, progress, executor=executor)
         rows, failed = board_results(chosen, split, scenario, prepared, gathering)
         failures.update({f"{name} (split {j})": message for name, message in failed.items()})
         ceiling = board_ceilings(prepared, bootstrap)[-1]

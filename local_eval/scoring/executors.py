@@ -58,8 +58,8 @@ class TaskLabel:
 class Task:
     """``fn(*args, device=...)``: a module-level function, so Ray can ship it by reference.
 
-    ``size`` is how many ``unit`` the task makes (an ensemble makes several
-    models), which is what the progress bar counts.
+    ``size`` is how many ``unit`` the task makes, which is what the progress bar
+    counts.
     """
 
     label: TaskLabel

@@ -46,7 +46,6 @@ from local_eval.data.splits import (
     pooled_partition,
 )
 from local_eval.devices import synchronize
-from local_eval.errors import EvalError
 from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
 from local_eval.scoring.metric import logit_scaled_confidence
 from local_eval.scoring.models import build_model
@@ -234,17 +233,14 @@ def build_references(
     data: EvalData | None = None,
     progress: bool = True,
     executor: Executor | None = None,
-    ensemble: int = 1,
 ) -> References:
     """Make whatever is missing of the original and 2N retrained models, then load all.
 
     Models already on disk are never retrained, so calling this again after an
     interruption, or with a larger N, only trains the missing ones. Each missing
-    model (or, with ``ensemble`` > 1, each group of up to that many retrained
-    models, trained together by :mod:`local_eval.scoring.ensemble`) is one task
-    of ``executor`` (default: in this process on ``device``); this process alone
-    writes the cache, as each task's result arrives, so a killed build keeps
-    every model finished before it. Failed tasks are reported together at the end.
+    model is one task of ``executor`` (default: in this process on ``device``);
+    this process alone writes the cache, as each task's result arrives, so a
+    killed build keeps every model finished before it. Failed tasks are reported together at the end.
     """
     executor = executor or LocalExecutor(device)
     data = data or load_eval_data(preset)
@@ -263,7 +259,6 @@ def build_references(
         specs,
         lambda role: train_indices(data, role),
         executor,
-        ensemble,
         progress,
         f"reference models ({preset.name})",
     )
@@ -286,7 +281,6 @@ def make_models(
     specs: list[ModelSpec],
     indices_for: Callable[[str], torch.Tensor],
     executor: Executor,
-    ensemble: int,
     progress: bool,
     desc: str,
 ) -> None:
@@ -302,7 +296,7 @@ def make_models(
         claims = claim_entries(directory, specs, stack)
         missing = [spec for spec in specs if spec in claims]
         tasks = reference_tasks(
-            preset, data, directory, missing, indices_for, ensemble,
+            preset, data, directory, missing, indices_for,
             progress and executor.name == "local",
         )  # fmt: skip
 
@@ -349,57 +343,29 @@ def reference_tasks(
     directory: Path,
     missing: list[ModelSpec],
     indices_for: Callable[[str], torch.Tensor],
-    ensemble: int,
     progress: bool,
 ) -> list[Task]:
-    """One task per missing model, or per group of up to ``ensemble`` retrained ones.
+    """One task per missing model.
 
     A model whose weights are cached without its measurements travels with its
     weights and is only measured, never retrained.
     """
-    if ensemble < 1:
-        raise EvalError(f"--ensemble must be at least 1 (models per task), got {ensemble}.")
     indices = {role: indices_for(role) for role in {spec.role for spec in missing}}
-    tasks, to_train = [], []
+    tasks = []
     for spec in missing:
         weights = weights_path(directory, spec.role, spec.index)
         state = None
         if weights.exists():
             state = torch.load(weights, map_location="cpu", weights_only=True)
-        elif spec.role == "retrained" and ensemble > 1:
-            to_train.append(spec)
-            continue
-        tasks.append(
-            _task(
-                train_reference_task, preset, data, [spec], indices[spec.role],
-                (state,), progress, directory,
-            )  # fmt: skip
-        )
-    if to_train:
-        from local_eval.scoring.ensemble import ensemble_problems, train_ensemble_task
-
-        problems = ensemble_problems(preset.retrain_recipe)
-        if problems:
-            raise EvalError(
-                f"--ensemble {ensemble}: preset {preset.name!r} retrains with "
-                f"{'; '.join(problems)}; drop --ensemble for this preset."
-            )
-
-        for start in range(0, len(to_train), ensemble):
-            group = to_train[start : start + ensemble]
-            tasks.append(
-                _task(train_ensemble_task, preset, data, group, indices["retrained"], None, progress)
-            )
+        tasks.append(_task(preset, data, spec, indices[spec.role], state, progress, directory))
     return tasks
 
 
-def _task(fn, preset, data, specs, indices, states, progress, directory=None) -> Task:
-    """``fn(preset, data, specs, indices, [states,] progress, [directory,] device=...)`` as a Task."""
-    specs = tuple(specs)
-    label = TaskLabel(specs[0].role, tuple(s.index for s in specs), tuple(s.seed for s in specs))
-    extra = () if states is None else (states,)
-    tail = () if directory is None else (str(directory),)
-    return Task(label, fn, (preset, data, specs, indices, *extra, progress, *tail), size=len(specs))
+def _task(preset, data, spec, indices, state, progress, directory) -> Task:
+    """One model's :func:`train_reference_task` as a Task."""
+    label = TaskLabel(spec.role, (spec.index,), (spec.seed,))
+    args = (preset, data, (spec,), indices, (state,), progress, str(directory))
+    return Task(label, train_reference_task, args)
 
 
 def train_reference_task(

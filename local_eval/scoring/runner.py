@@ -89,7 +89,6 @@ def score_method(
     results_dir: Path | str | None = None,
     progress: bool = True,
     executor: Executor | None = None,
-    ensemble: int = 1,
     bootstrap: int | None = None,
     **options: Any,
 ) -> Scored:
@@ -99,8 +98,7 @@ def score_method(
     are read as the default's type); ``options`` are preset fields (``data_root``,
     ``batch_format``, ``forget_mode``, ...). Builds (or resumes) the scenario's
     reference models first. Reference models and runs are tasks of ``executor``
-    (default: one after the other in this process), ``ensemble`` retrained models
-    per task.
+    (default: one after the other in this process), one model or run per task.
     ``bootstrap`` is B, the resamples of the result's
     intervals (``scoring.intervals``; None: its default for the forget set's size;
     ``NO_INTERVALS`` (0): none, for callers that compare point scores many times,
@@ -114,7 +112,7 @@ def score_method(
     started = time.perf_counter()
 
     executor = executor or LocalExecutor(device)
-    prepared = scenario.prepare(preset, device, progress, executor=executor, ensemble=ensemble)
+    prepared = scenario.prepare(preset, device, progress, executor=executor)
     # Timed first, where the runs are timed: the denominator of every time fraction below.
     retraining = timed_retraining(prepared.final, device, executor=executor)
     stored_runs = run_cache(

@@ -110,7 +110,6 @@ class Scenario(Protocol):
         device: Any,
         progress: bool,
         executor: Executor | None = None,
-        ensemble: int = 1,
     ) -> Prepared: ...
 
     def board(self, preset: Preset, prepared: Prepared, generated: str) -> Board: ...

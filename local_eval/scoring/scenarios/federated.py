@@ -105,13 +105,7 @@ class Federated:
         device: Any = None,
         progress: bool = True,
         executor: Executor | None = None,
-        ensemble: int = 1,
     ) -> Prepared:
-        if ensemble != 1:
-            raise EvalError(
-                f"--ensemble {ensemble} trains centrally retrained models; the federated "
-                "scenario trains each FedAvg model in its own task: drop --ensemble."
-            )
         federation = federated_references(
             preset, self, device=device, progress=progress, executor=executor
         )

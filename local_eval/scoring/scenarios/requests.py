@@ -117,7 +117,6 @@ def request_references(
     data: EvalData | None = None,
     progress: bool = True,
     executor: Executor | None = None,
-    ensemble: int = 1,
 ) -> tuple[RequestPlan, list[References]]:
     """The reference models after each request, training whatever is missing.
 
@@ -129,14 +128,10 @@ def request_references(
     executor = executor or LocalExecutor(device or default_device())
     data = data or load_eval_data(preset)
     plan = plan_requests(data, k, preset.seed)
-    standard = build_references(
-        preset, data=data, progress=progress, executor=executor, ensemble=ensemble
-    )
+    standard = build_references(preset, data=data, progress=progress, executor=executor)
     result = []
     for j in range(k - 1):
-        result.append(
-            _intermediate_references(preset, data, plan, j, standard, executor, ensemble, progress)
-        )
+        result.append(_intermediate_references(preset, data, plan, j, standard, executor, progress))
     result.append(_reordered(standard, plan.served(k - 1)))
     return plan, result
 
@@ -159,10 +154,9 @@ class Requests:
         device: Any = None,
         progress: bool = True,
         executor: Executor | None = None,
-        ensemble: int = 1,
     ) -> Prepared:
         plan, refs = request_references(
-            preset, self.k, device=device, progress=progress, executor=executor, ensemble=ensemble
+            preset, self.k, device=device, progress=progress, executor=executor
         )
         data = refs[-1].data
         steps = []
@@ -247,7 +241,6 @@ def _intermediate_references(
     j: int,
     standard: References,
     executor: Executor,
-    ensemble: int,
     progress: bool,
 ) -> References:
     served = plan.served(j)
@@ -273,7 +266,6 @@ def _intermediate_references(
         [ModelSpec("retrained", i, retrained_seed(preset, i)) for i in range(count)],
         lambda role: train_indices,
         executor,
-        ensemble,
         progress,
         f"request {j + 1} references ({preset.name})",
     )

@@ -33,11 +33,8 @@ class Standard:
         device: Any = None,
         progress: bool = True,
         executor: Executor | None = None,
-        ensemble: int = 1,
     ) -> Prepared:
-        refs = build_references(
-            preset, device=device, progress=progress, executor=executor, ensemble=ensemble
-        )
+        refs = build_references(preset, device=device, progress=progress, executor=executor)
         return Prepared(
             steps=(Step(refs=refs, given=refs.data),), record={}, reuse={"references_key": refs.key}
         )
