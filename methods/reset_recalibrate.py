@@ -96,7 +96,7 @@ class ResetRecalibrate(BaseMethod):
     name = "reset_recalibrate"
     search_space = {
         "reset_fraction": Uniform(0.8, 0.999),
-        "epochs": Uniform(1.0, 6.0),
+        "epochs": Uniform(1.0, 5.0),  # 5 epochs: about 0.23 of a retraining in passes
         "lr": LogUniform(1e-4, 1e-2),
         "distill_weight": Uniform(0.0, 4.0),
         "temperature": Uniform(1.0, 8.0),
