@@ -48,6 +48,10 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("onecycle", "cosine_epoch")
 CLASS_WEIGHTS = (None, "inverse_count")
 CHECKPOINTS = ("last", "best_val")
+# "bf16": training steps under bfloat16 autocast with channels-last tensors (weights,
+# evaluation and the stored model stay float32). Reference models only: methods keep
+# float32, being the user's code.
+PRECISIONS = ("float32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ class Recipe:
     ``c`` is 1 / its count among the weighting images). ``checkpoint``: ``"last"``
     or ``"best_val"``: after every epoch from ``checkpoint_start`` (0-based) on,
     measure validation accuracy and keep the weights of the first epoch that
-    reaches the highest one.
+    reaches the highest one. ``precision``: ``"float32"`` or ``"bf16"`` (training
+    steps under bfloat16 autocast, channels-last; see ``PRECISIONS``).
     """
 
     epochs: int
@@ -76,11 +81,14 @@ class Recipe:
     class_weights: str | None = None
     checkpoint: str = "last"
     checkpoint_start: int = 0
+    precision: str = "float32"
 
 
 # Fields added after cache keys existed: left out of a key while at their default,
 # so every preset defined before them keeps its cached reference models.
-_KEYED_ONLY_WHEN_CHANGED = ("optimizer", "schedule", "class_weights", "checkpoint", "checkpoint_start")
+_KEYED_ONLY_WHEN_CHANGED = (
+    "optimizer", "schedule", "class_weights", "checkpoint", "checkpoint_start", "precision",
+)  # fmt: skip
 
 ORGANISERS_EPOCHS = 30
 ORGANISERS_RETRAIN_CHECKPOINT_START = 20
@@ -120,6 +128,7 @@ def validate_recipe(recipe: Recipe, where: str = "recipe") -> list[str]:
         ("schedule", SCHEDULES),
         ("class_weights", CLASS_WEIGHTS),
         ("checkpoint", CHECKPOINTS),
+        ("precision", PRECISIONS),
     ):
         if getattr(recipe, name) not in allowed:
             problems.append(f"{where}.{name}={getattr(recipe, name)!r} must be one of {allowed}")
@@ -178,7 +187,9 @@ def train_model(
         )
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = len(_batches(index, recipe.batch_size))
-    model.to(device).train()
+    fast = recipe.precision == "bf16"
+    layout = torch.channels_last if fast else torch.contiguous_format
+    model.to(device, memory_format=layout).train()
     optimizer = _optimizer(model, recipe)
     scheduler = None
     if recipe.schedule == "onecycle":
@@ -224,7 +235,9 @@ def train_model(
             if recipe.augment:
                 inputs = augment_batch(inputs, generator)
             targets = labels[batch].to(device)
-            loss = F.cross_entropy(model(inputs), targets, weight=weight)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+                logits = model(inputs.contiguous(memory_format=layout))
+            loss = F.cross_entropy(logits.float(), targets, weight=weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -259,6 +272,7 @@ def train_model(
             )
     if best_state is not None:
         model.load_state_dict(best_state)
+    model.to(memory_format=torch.contiguous_format)
     if history is not None:
         history.extend(records)
         history.append({"kept_epoch": kept_epoch})
