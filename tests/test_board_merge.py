@@ -27,3 +27,26 @@ def test_a_declared_twin_is_kept_in_the_scenarios_where_it_differs():
 def test_the_board_names_what_it_scored_once():
     lines = board_notes({}, None, "Not scored", {"ams_unlearn": "ftsu"})
     assert any("`ams_unlearn` is `ftsu`'s computation" in line for line in lines)
+
+
+def test_a_method_that_only_renames_another_leaves_full_boards_but_runs_by_name():
+    from local_eval.boards.leaderboard import choose_methods
+
+    everything, left_out = choose_methods(None)
+    assert "my_method" not in everything and "my_method" not in left_out
+    assert "finetune" in everything
+    named, _ = choose_methods(["my_method"])
+    assert list(named) == ["my_method"]
+
+
+def test_a_subclass_that_changes_anything_is_not_an_alias():
+    from local_eval.boards.leaderboard import is_alias
+    from methods.finetune import Finetune
+
+    class Faster(Finetune):
+        name = "faster"
+
+        def run(self, net, retain_loader, forget_loader, val_loader):
+            net.eval()
+
+    assert not is_alias(Faster, {"finetune": Finetune})

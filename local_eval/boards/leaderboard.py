@@ -413,8 +413,22 @@ def choose_methods(
             f"Cannot {doing} {', '.join(map(repr, unknown))}: not registered. "
             f"Registered methods: {', '.join(handlers)}."
         )
+    if names is None:
+        handlers = {name: cls for name, cls in handlers.items() if not is_alias(cls, handlers)}
     chosen = {name: cls for name, cls in handlers.items() if names is None or name in names}
     return chosen, [name for name in handlers if name not in chosen]
+
+
+def is_alias(cls: type[BaseMethod], handlers: dict[str, type[BaseMethod]]) -> bool:
+    """A registered method that only renames another (``MyMethod``, the starter kit's name).
+
+    It subclasses a registered method and defines nothing but its name, so it would
+    score the same computation twice: a full board leaves it out (naming it with
+    ``METHODS=`` still scores it).
+    """
+    base = cls.__bases__[0]
+    own = {key for key in vars(cls) if not key.startswith("__")}
+    return base in handlers.values() and own <= {"name"}
 
 
 def merge_same_computations(
