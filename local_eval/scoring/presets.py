@@ -216,9 +216,10 @@ for _name, (_arch, _size) in _FAITHFUL_FAMILY.items():
 
 # What `make eval`, `python -m cli eval` and `main.py -m` score on when no preset is named:
 # the cheapest preset whose order of methods agrees with the full-width board as well as
-# that board's own two splits agree with each other. None cheaper does (width 8 at tau
-# 0.26, the cpu preset at -0.18, against 0.79 between full-width splits), so it is the
-# full-width small preset at N = 8; the README states its measured first-run time.
+# that board's own two splits agree with each other. None cheaper does (against the
+# full-width board with filmed persons: width 8 at tau 0.16, the cpu preset at -0.15; the
+# full width's own splits at 0.79), so it is the full-width small preset at N = 8; the
+# README states its first-run time.
 DEFAULT_PRESET = "faithful_quick"
 
 
