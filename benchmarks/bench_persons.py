@@ -80,6 +80,14 @@ def measure(name: str, n_models: int, executor_name: str) -> dict:
     }
 
 
+def shown(path: Path) -> str:
+    """A board's path as a reader of docs/ sees it: relative to the checkout where it lies there."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def kaggle_line(board: Path) -> str:
     for line in board.read_text(encoding="utf-8").splitlines():
         if line.startswith(KAGGLE_LINE):
@@ -135,7 +143,7 @@ def report(rows: list[dict], boards: list[Path]) -> str:
             f"{r['test_accuracy']['mean']:.3f} ± {r['test_accuracy']['sd']:.3f} |"
         )
     if len(boards) == 2:
-        first, second = (read_board(path) for path in boards)
+        first, second = (read_board(shown(path)) if Path(shown(path)).exists() else read_board(path) for path in boards)
         lines += [
             "",
             "## The boards",
@@ -144,7 +152,7 @@ def report(rows: list[dict], boards: list[Path]) -> str:
             agreement_text(first, second, order_agreement(first.scores, second.scores)),
             "```",
             "",
-            *(f"- `{path}`: {kaggle_line(path)}" for path in boards),
+            *(f"- `{shown(path)}`: {kaggle_line(path)}" for path in boards),
         ]
     return "\n".join(lines) + "\n"
 
