@@ -189,7 +189,7 @@ def interval_lines(result: dict[str, Any]) -> list[str]:
     lines = [
         f"  score {result['score']:.4f} [{record['score'][0]:.4f}, {record['score'][1]:.4f}], "
         f"F [{record['forget_quality'][0]:.3f}, {record['forget_quality'][1]:.3f}] "
-        f"({record['level']:.0%} bootstrap, B={record['num_resamples']})"
+        f"({record['level']:.0%} intervals, B={record['num_resamples']})"
     ]
     if ceiling is not None:
         lines.append(
