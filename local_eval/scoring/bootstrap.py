@@ -164,7 +164,7 @@ def bootstrap_score(
     _check_sides(unlearned, retrained)
     draws = _draws(unlearned, retrained, num_resamples, seed, resample)
     estimate_f, estimate_s = _point(unlearned, retrained, device)
-    f, s = _resampled(unlearned, retrained, draws, device)
+    f, s = _resampled(unlearned, retrained, draws, device, (estimate_f, estimate_s))
     return ScoreIntervals(_interval(estimate_f, f, level), _interval(estimate_s, s, level))
 
 
@@ -197,8 +197,8 @@ def bootstrap_difference(
     draws = _draws(method_a, retrained, num_resamples, seed, resample)
     fa, sa = _point(method_a, retrained, device)
     fb, sb = _point(method_b, retrained, device)
-    ra, rsa = _resampled(method_a, retrained, draws, device)
-    rb, rsb = _resampled(method_b, retrained, draws, device)
+    ra, rsa = _resampled(method_a, retrained, draws, device, (fa, sa))
+    rb, rsb = _resampled(method_b, retrained, draws, device, (fb, sb))
     return ScoreIntervals(_interval(fa - fb, ra - rb, level), _interval(sa - sb, rsa - rsb, level))
 
 
@@ -266,6 +266,7 @@ def _resampled(
     retrained: ModelSide,
     draws: Resamples,
     device: torch.device | str | None,
+    estimates: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """F and score under each resample, centred on the estimates: both shape ``[B]``.
 
@@ -283,7 +284,7 @@ def _resampled(
         np.asarray(retrained.test_accuracy, dtype=np.float64)[draws.retrained],
     )
     score = quality * utility
-    estimate_f, estimate_s = _point(unlearned, retrained, device)
+    estimate_f, estimate_s = estimates or _point(unlearned, retrained, device)
     return estimate_f + quality - quality.mean(), estimate_s + score - score.mean()
 
 
