@@ -10,7 +10,7 @@ import torch
 from local_eval.data.datasets import load_dataset
 from local_eval.errors import EvalError
 from local_eval.scoring.models import build_model
-from local_eval.scoring.presets import get_preset, validate_preset
+from local_eval.scoring.presets import get_preset, preset_options, validate_preset
 from local_eval.scoring.references import references_key
 from local_eval.scoring.training import Recipe, evaluate_accuracy, train_model
 
@@ -27,6 +27,14 @@ def test_the_precision_option_changes_the_reference_key_and_float32_keeps_it():
     preset = get_preset("faithful_small_full")
     assert references_key(with_precision(preset, "float32")) == references_key(preset)
     assert references_key(with_precision(preset, "bf16")) != references_key(preset)
+
+
+def test_results_scored_before_the_precision_option_stay_current_and_bf16_results_differ():
+    preset = get_preset("faithful_small_full")
+    float32 = preset_options(preset)
+    assert "precision" not in float32["original_recipe"]
+    assert "precision" not in float32["retrain_recipe"]
+    assert preset_options(with_precision(preset, "bf16")) != float32
 
 
 def test_an_unknown_precision_is_refused_with_the_field_named():

@@ -55,6 +55,7 @@ from local_eval.scoring.training import (
     ORGANISERS_RETRAIN_RECIPE,
     Recipe,
     recipe_options,
+    recipe_result_options,
     validate_recipe,
 )
 
@@ -347,8 +348,15 @@ def model_options(preset: Preset) -> dict[str, Any]:
 
 
 def preset_options(preset: Preset) -> dict[str, Any]:
-    """Every field, JSON-ready, for result files and for checking they are still current."""
-    return dataclasses.asdict(preset)
+    """Every field, JSON-ready, for result files and for checking they are still current.
+
+    A recipe field added after result files existed is left out while at its
+    default, so results scored before it still count as current.
+    """
+    options = dataclasses.asdict(preset)
+    for recipe in ("original_recipe", "retrain_recipe"):
+        options[recipe] = recipe_result_options(getattr(preset, recipe))
+    return options
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:

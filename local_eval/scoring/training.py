@@ -118,6 +118,20 @@ def recipe_options(recipe: Recipe) -> dict[str, Any]:
     return options
 
 
+# Fields added after result files existed: left out of a result's options while at
+# their default, so results scored before them are still reused.
+_IN_RESULTS_ONLY_WHEN_CHANGED = ("precision",)
+
+
+def recipe_result_options(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as a result file records it: every field, minus later fields at their default."""
+    options = dataclasses.asdict(recipe)
+    for field in dataclasses.fields(Recipe):
+        if field.name in _IN_RESULTS_ONLY_WHEN_CHANGED and options[field.name] == field.default:
+            del options[field.name]
+    return options
+
+
 def validate_recipe(recipe: Recipe, where: str = "recipe") -> list[str]:
     """Problems with ``recipe``, each naming the field and the allowed values; empty if none."""
     problems = []
