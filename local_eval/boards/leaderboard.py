@@ -90,7 +90,6 @@ def build_leaderboard(
     device = torch.device(device) if device is not None else default_device()
     results_root = Path(results_dir) if results_dir is not None else default_results_dir()
     chosen, left_out = choose_methods(only)
-    chosen, merged = merge_same_computations(chosen, scenario.name)
     gathering = Gathering(results_root, device, rerun, progress, echo, bootstrap, executor)
     prepared = scenario.prepare(preset, device, progress, executor=executor)
     rows, failures = board_results(chosen, preset, scenario, prepared, gathering)
@@ -111,8 +110,7 @@ def build_leaderboard(
     ceilings = board_ceilings(prepared, bootstrap)
     differences = differences_to_leader(rows, ceilings[-1], prepared, bootstrap)
     text = render_board(
-        scenario, preset, prepared, rows, ceilings, companions, failures, left_out, differences,
-        merged,
+        scenario, preset, prepared, rows, ceilings, companions, failures, left_out, differences
     )
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
     stem = f"leaderboard-{results_folder(preset.name, scenario.name)}"
@@ -253,14 +251,12 @@ def render_board(
     failures: dict[str, str],
     left_out: list[str] | None = None,
     differences: dict[str, dict[str, Any]] | None = None,
-    merged: dict[str, str] | None = None,
 ) -> str:
     """Markdown: what the numbers stand for, then methods by (final) score with the ceiling among them.
 
     ``ceilings`` holds the retrain ceiling after each step; ``companions`` each
     method's result in the scenario's companion, shown where its board asks;
-    ``differences`` each row's paired difference to the leader (by name);
-    ``merged`` the methods scored once under another's name (method -> that name).
+    ``differences`` each row's paired difference to the leader (by name).
     Rows whose score interval overlaps the leader's are marked tied.
     """
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
@@ -307,7 +303,7 @@ def render_board(
     if board.compares_with_kaggle:
         lines += agreement_lines(kaggle_agreement(results))
         lines += two_metric_lines(results, differences or {})
-    lines += board_notes(failures, left_out, board.left_out_label, merged)
+    lines += board_notes(failures, left_out, board.left_out_label)
     return "\n".join(lines) + "\n"
 
 
@@ -431,24 +427,6 @@ def is_alias(cls: type[BaseMethod], handlers: dict[str, type[BaseMethod]]) -> bo
     return base in handlers.values() and own <= {"name"}
 
 
-def merge_same_computations(
-    chosen: dict[str, type[BaseMethod]], scenario: str
-) -> tuple[dict[str, type[BaseMethod]], dict[str, str]]:
-    """Drop the methods that declare themselves another chosen method's computation in ``scenario``.
-
-    A method declares it with a class attribute ``same_computation_as``
-    (scenario name -> registered method it computes exactly there, at its
-    defaults); ``BaseMethod`` has none, so no method's source hash, and no
-    result, depends on the mechanism.
-
-    Two rows for one computation would only ever be tied with each other and
-    would crowd the methods that differ; the board names what it merged.
-    """
-    twins = {name: getattr(cls, "same_computation_as", {}).get(scenario) for name, cls in chosen.items()}
-    merged = {name: twin for name, twin in twins.items() if twin in chosen and twin != name}
-    return {name: cls for name, cls in chosen.items() if name not in merged}, merged
-
-
 def gather_results(
     chosen: dict[str, type[BaseMethod]],
     stored: Callable[[type[BaseMethod]], dict[str, Any] | None],
@@ -523,21 +501,9 @@ def board_notes(
     failures: dict[str, str],
     left_out: list[str] | None,
     left_out_label: str,
-    merged: dict[str, str] | None = None,
 ) -> list[str]:
     """Lines under a table for the methods it lacks, so a partial board never passes for a full one."""
     lines: list[str] = []
-    if merged:
-        lines += [
-            "",
-            "Scored once: "
-            + "; ".join(
-                f"`{name}` is `{other}`'s computation in this setting"
-                for name, other in merged.items()
-            )
-            + " (declared in `same_computation_as`; a test checks that the models are "
-            "bit-identical).",
-        ]
     if failures:
         lines += ["", "Methods that failed (fix them and run `make leaderboard` again):", ""]
         lines += [

@@ -28,7 +28,6 @@ from local_eval.boards.leaderboard import (
     board_results,
     choose_methods,
     cost_note,
-    merge_same_computations,
     ties_with_leader,
     uncertainty_note,
     write_board,
@@ -85,7 +84,6 @@ def build_split_leaderboard(
     device = torch.device(device) if device is not None else default_device()
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     chosen, left_out = choose_methods(only)
-    chosen, merged = merge_same_computations(chosen, scenario.name)
     gathering = Gathering(root, device, rerun, progress, echo, bootstrap, executor)
     splits, failures = [], {}
     for j, split in enumerate(split_presets(base, k)):
@@ -95,7 +93,7 @@ def build_split_leaderboard(
         ceiling = board_ceilings(prepared, bootstrap)[-1]
         splits.append(SplitRows(split, prepared, rows, ceiling, ties_with_leader(rows)))
     summary = aggregate_splits([{row["method"]: row["score"] for row in s.rows} for s in splits])
-    text = render_split_board(scenario, base, splits, summary, failures, left_out, merged)
+    text = render_split_board(scenario, base, splits, summary, failures, left_out)
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
     stem = f"leaderboard-{results_folder(base.name, scenario.name)}-splits{k}"
     plot_splits(
@@ -117,7 +115,6 @@ def render_split_board(
     summary: dict[str, SplitSummary],
     failures: dict[str, str],
     left_out: list[str] | None = None,
-    merged: dict[str, str] | None = None,
 ) -> str:
     """Markdown: the scenario's header for split 0, what the splits are, then methods by mean score."""
     k = len(splits)
@@ -172,8 +169,10 @@ def render_split_board(
         cells.append(f"{tied}/{k}")
         lines.append(f"| {rank} | {name} | " + " | ".join(cells) + " |")
     if board.compares_with_kaggle:
-        lines += agreement_table([(f"split {j}", kaggle_agreement(s.rows)) for j, s in enumerate(splits)])
-    lines += board_notes(failures, left_out, board.left_out_label, merged)
+        lines += agreement_table(
+            [(f"split {j}", kaggle_agreement(s.rows)) for j, s in enumerate(splits)]
+        )
+    lines += board_notes(failures, left_out, board.left_out_label)
     return "\n".join(lines) + "\n"
 
 
