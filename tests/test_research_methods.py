@@ -1,4 +1,6 @@
-"""What the four research methods and their shared saliency helpers promise.
+"""What the four research methods and their shared saliency helpers promise beyond the contract.
+
+The contract every registered method keeps is ``tests/test_method_contract.py``.
 
 The methods run on a tiny torchvision-named ResNet and tiny random data with
 shortened schedules; the helpers are checked on hand-made tensors.
@@ -7,7 +9,6 @@ shortened schedules; the helpers are checked on hand-made tensors.
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import logging
 import math
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from local_eval.scoring.metric import logit_scaled_confidence
-from methods import all_method_handlers, ams_unlearn
+from methods import ams_unlearn
 from methods.ams_unlearn import AmsUnlearn
 from methods.common import SCENARIO_ENV
 from methods.ftsu import SERVER_STATE_FORMAT, Ftsu, load_server_state
@@ -41,8 +42,6 @@ SHORT_RUNS = {
     Hirs: {"repair_epochs": 1},
     Ftsu: {},
 }
-METHODS = list(SHORT_RUNS)
-PLAIN_LITERALS = (int, float, str, bool, type(None), tuple, list, dict)
 
 
 class DictDataset(Dataset):
@@ -106,61 +105,6 @@ def same_weights(first: torch.nn.Module, second: torch.nn.Module) -> bool:
     return all(
         torch.equal(value, second.state_dict()[key]) for key, value in first.state_dict().items()
     )
-
-
-# --- the contract every registered method keeps ---------------------------------------
-
-
-@pytest.mark.parametrize("method_class", METHODS, ids=lambda cls: cls.name)
-def test_is_registered_under_its_name(method_class):
-    assert all_method_handlers()[method_class.name] is method_class
-
-
-@pytest.mark.parametrize("method_class", METHODS, ids=lambda cls: cls.name)
-def test_hyperparameters_are_keyword_only_with_literal_defaults(method_class):
-    parameters = list(inspect.signature(method_class.__init__).parameters.values())[1:]
-    for parameter in parameters:
-        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, parameter.name
-        assert isinstance(parameter.default, PLAIN_LITERALS), parameter.name
-    assert method_class().hyperparameters() == {p.name: p.default for p in parameters}
-
-
-@pytest.mark.parametrize("method_class", METHODS, ids=lambda cls: cls.name)
-def test_docstring_states_cost_in_retain_epochs(method_class):
-    module_doc = inspect.getmodule(method_class).__doc__
-    assert "Cost: about" in module_doc and "retain epochs" in module_doc
-
-
-@pytest.mark.parametrize("batch_format", ["dict", "tuple"])
-@pytest.mark.parametrize("method_class", METHODS, ids=lambda cls: cls.name)
-def test_changes_weights_returns_none_and_leaves_eval_mode(method_class, batch_format):
-    before, after, returned = run_method(method_class, make_loaders(batch_format))
-    assert returned is None
-    assert not any(module.training for module in after.modules())
-    assert weights_changed(before, after)
-
-
-@pytest.mark.parametrize("method_class", METHODS, ids=lambda cls: cls.name)
-def test_leaves_weights_finite_even_from_an_untrained_model(method_class):
-    """An untrained model on 0..255 inputs has huge logits: the forget loss must not explode."""
-    _, after, _ = run_method(method_class, make_loaders())
-    assert all(torch.isfinite(value).all() for value in after.state_dict().values())
-
-
-@pytest.mark.parametrize("method_class", METHODS, ids=lambda cls: cls.name)
-def test_tolerates_one_example_batches(method_class):
-    loaders = make_loaders(
-        "tuple", retain=BATCH_SIZE + 1, forget=BATCH_SIZE + 1, val=BATCH_SIZE + 1
-    )
-    before, after, _ = run_method(method_class, loaders)
-    assert weights_changed(before, after)
-
-
-@pytest.mark.parametrize("method_class", METHODS, ids=lambda cls: cls.name)
-def test_is_reproducible_under_the_same_seed(method_class):
-    _, first, _ = run_method(method_class, make_loaders())
-    _, second, _ = run_method(method_class, make_loaders())
-    assert same_weights(first, second)
 
 
 # --- shared saliency helpers ------------------------------------------------------------
