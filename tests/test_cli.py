@@ -125,3 +125,180 @@ def test_output_piped_into_a_reader_that_stops_early_ends_without_a_traceback(mo
     fd = os.open(tmp_path / "stdout", os.O_WRONLY | os.O_CREAT)
     monkeypatch.setattr(sys, "stdout", ClosedPipe(fd))
     assert main(["methods"]) == 0
+
+
+# --- every command and option defined once: the table, the parsers, the Makefile ---------------
+
+# One value for each make variable the Makefile took before the table, and the command line its
+# per-target flag threading made of them: the one generic rule must make the same command lines.
+MAKE_VARIABLES = {
+    "METHOD": "ftsu", "SET": "lr=0.02 epochs=2", "N_CHECKPOINTS": "1", "PUSH": "1", "PRESET": "smoke",
+    "SPLIT": "1", "REQUESTS": "3", "N": "4", "BOOTSTRAP": "50", "EXECUTOR": "ray", "RAY_ADDRESS": "auto",
+    "METHODS": "finetune,ftsu", "STATUS": "1", "A": "ftsu", "B": "salun", "BOARDS": "a.md b.md",
+    "METRIC": "score klom", "PLOT": "agree.png", "TRIALS": "5", "SPACE": "lr=log:1e-4:1e-1 epochs=int:1:5",
+    "WORKERS": "2", "SEED": "3", "FRESH": "1",
+}
+SETS = ["--set", "lr=0.02", "--set", "epochs=2"]
+SCORING = ["--preset", "smoke", "--split", "1", "--requests", "3", "--n-models", "4", "--bootstrap", "50"]
+THREADED_BEFORE = {
+    "methods": ["methods"],
+    "check-notebooks": ["check-notebooks"],
+    "notebook": ["notebook", "ftsu", *SETS],
+    "dryrun": ["dryrun", "ftsu", *SETS, "--n-checkpoints", "1"],
+    "submission": ["submission", "ftsu", *SETS, "--n-checkpoints", "1"],
+    "submit": ["submit", "ftsu", *SETS, "--push"],
+    "eval": ["eval", "ftsu", *SETS, *SCORING, "--executor", "ray"],
+    "leaderboard": ["leaderboard", *SCORING, "--methods", "finetune,ftsu", "--executor", "ray"],
+    "references": ["references", "--preset", "smoke", "--n-models", "4", "--status", "--executor", "ray"],
+    "compare": ["compare", "ftsu", "salun", *SCORING, "--executor", "ray"],
+    "agree": ["agree", "a.md", "b.md", "--split", "1", "--metric", "score", "--metric", "klom", "--plot", "agree.png"],
+    "tune": ["tune", "ftsu", "--preset", "smoke", "--trials", "5", "--space", "lr=log:1e-4:1e-1 epochs=int:1:5",
+             "--workers", "2", "--n-models", "4", "--seed", "3", "--fresh", "--executor", "ray"],
+}  # fmt: skip
+
+
+def parsed(argv):
+    from cli.main import _parser
+
+    found = vars(_parser(argv[0]).parse_args(argv))
+    if "space" in found:  # --space "a b" and --space a --space b are one search space (parse_space)
+        found["space"] = " ".join(found["space"]).split()
+    return found
+
+
+def test_every_command_line_is_built_from_the_one_table():
+    import argparse
+
+    from cli.main import COMMANDS, OPTIONS, _options, _parser
+
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert list(commands) == list(COMMANDS)
+    for command, parser in commands.items():
+        built = [name for a in parser._actions if a.dest != "help" for name in a.option_strings or [a.dest]]
+        listed = [flag for flag, _, _ in _options(command)]
+        assert sorted(built) == sorted(listed) and len(set(listed)) == len(listed), command
+    assert all(set(row[0]) <= set(COMMANDS) for row in OPTIONS), "an option names an unknown command"
+
+
+def test_the_makefile_threads_no_option_and_has_one_rule_for_every_command():
+    from cli.main import COMMANDS, _options
+
+    makefile = (REPO / "Makefile").read_text()
+    listed = next(line for line in makefile.splitlines() if line.startswith("COMMANDS :="))
+    assert listed.split(":=")[1].split() == list(COMMANDS)
+    assert [line.strip() for line in makefile.splitlines() if "-m cli" in line] == ["$(PY) -m cli --make $@ $(ARGS)"]
+    for command in COMMANDS:
+        for flag, make, _ in _options(command):
+            assert not make or f"$({make.partition('=')[0]})" not in makefile, (command, flag)
+
+
+def test_the_one_make_rule_gives_the_command_lines_the_makefile_threaded_before():
+    from cli.main import COMMANDS, make_argv
+
+    assert set(THREADED_BEFORE) == set(COMMANDS) - {"mock"}
+    for command, before in THREADED_BEFORE.items():
+        argv = make_argv(command, MAKE_VARIABLES)
+        assert parsed(argv) == parsed(before), command
+        # RAY_ADDRESS is never a flag: Ray reads $RAY_ADDRESS, so only EXECUTOR=ray uses it.
+        assert "--ray-address" not in argv
+
+
+def test_make_variables_left_empty_take_the_makefiles_old_defaults():
+    import inspect
+
+    from cli.main import make_argv
+    from local_eval.replica.dryrun import dry_run
+    from local_eval.tuning.tune import TuneRequest
+
+    assert make_argv("eval", {}) == ["eval", "finetune"]  # METHOD ?= finetune, no flag at all
+    assert make_argv("compare", {"B": ""}) == ["compare", "ftsu", "finetune"]  # A ?= ftsu, B ?= finetune
+    boards = make_argv("agree", {})[1:]
+    assert boards == ["docs/leaderboard-faithful_groups.md", "docs/leaderboard-cpu.md"]
+    assert parsed(make_argv("eval", {}))["executor"] == "local"  # EXECUTOR ?= local
+    # N_CHECKPOINTS ?= 2 and TRIALS ?= 40: left unset, the functions' own defaults, the same.
+    assert inspect.signature(dry_run).parameters["n_checkpoints"].default == 2
+    assert TuneRequest(method="m").trials == 40
+
+
+def test_a_new_scenario_needs_no_line_of_the_command_line_or_the_makefile(monkeypatch, capsys):
+    import dataclasses
+
+    import pytest
+
+    from cli.main import _parser, _scenario, main, make_argv
+    from local_eval.scoring import scenarios
+
+    @dataclasses.dataclass(frozen=True)
+    class WholeClass:
+        """Forget every image of one class.
+
+        More about it."""
+
+        label: int = 0
+        name = "whole_class"
+
+    known = scenarios.scenario_names()
+    monkeypatch.setattr(scenarios, "scenario_names", lambda: {**known, "whole_class": WholeClass})
+    for command in ("eval", "leaderboard", "compare"):
+        argv = make_argv(command, {"WHOLE_CLASS": "7"})
+        assert argv[-2:] == ["--whole_class", "7"], argv
+        assert _scenario(_parser(command).parse_args(argv)) == WholeClass(label=7)
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    assert "--whole_class K the whole_class scenario with label = K: Forget every image of one class." in " ".join(capsys.readouterr().out.split())
+    assert _scenario(_parser("eval").parse_args(["eval", "m", "--requests", "2"])).k == 2
+
+
+def test_two_scenarios_at_once_are_refused_in_one_line():
+    result = cli("eval", "finetune", "--requests", "2", "--federated", "2")
+    assert_one_clear_line(result, "--requests and --federated are separate modes: choose one")
+
+
+def test_every_command_answers_help(capsys):
+    import pytest
+
+    from cli.main import COMMANDS, main
+
+    for command, about in COMMANDS.items():
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0
+        assert " ".join(about.split()) in " ".join(capsys.readouterr().out.split()), command
+
+
+def test_mock_is_the_one_mock_input_command_line(monkeypatch, tmp_path, capsys):
+    import functools
+
+    from cli.main import main
+    from local_eval.replica import mock_input
+
+    seen = {}
+    real = mock_input.build_mock_input
+    monkeypatch.setattr(mock_input, "build_mock_input", functools.wraps(real)(lambda **kw: seen.update(kw) or tmp_path))
+    assert main(["mock", "--out", str(tmp_path), "--dataset", "synthetic", "--n-train", "30", "--n-val", "3",
+                 "--seed", "1", "--forget-fraction", "0.1", "--mock-epochs", "1", "--arch", "resnet18_tiny",
+                 "--data-root", "d", "--quiet"]) == 0  # fmt: skip
+    assert seen == dict(out_dir=tmp_path, dataset="synthetic", n_train=30, n_val=3, seed=1,
+                        forget_fraction=0.1, epochs=1, arch="resnet18_tiny", data_root="d", progress=False)  # fmt: skip
+    assert capsys.readouterr().out.strip() == str(tmp_path)
+    seen.clear()
+    assert main(["mock"]) == 0 and seen == {"progress": True}  # every other option: build_mock_input's default
+    assert not hasattr(mock_input, "main")  # no second command line
+
+
+def test_make_runs_the_one_rule_with_its_variables_in_the_environment(tmp_path):
+    import os
+    import shutil
+
+    import pytest
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    plan = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    lines = [line.strip() for line in plan.stdout.splitlines()]  # `make test` checks the notebooks first
+    assert ".venv/bin/python -m cli --make check-notebooks" in lines and lines[-1] == ".venv/bin/python -m pytest -q"
+    env = {**os.environ, "UNLEARNKIT_CACHE": str(tmp_path), "PRESET": "smoke", "N": "3", "STATUS": "1"}
+    result = subprocess.run([sys.executable, "-m", "cli", "--make", "references"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "preset smoke (N = 3): 0 of 7 reference models finished" in result.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cli.main import _parser
+from cli.main import _parser, make_argv
 from local_eval.scoring.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,4 +31,8 @@ def test_every_scoring_command_defaults_to_the_default_preset():
 
 def test_the_makefile_leaves_the_default_to_the_command_line():
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^PRESET \?=\s*$", makefile, flags=re.M)
+    assert not re.search(r"^\s*(export\s+)?PRESET\s*[:?+]?=", makefile, flags=re.M)
+    for command in ("eval", "leaderboard", "compare", "references", "tune"):
+        argv = make_argv(command, {"PRESET": ""})  # `make eval` and `make eval PRESET=`
+        assert "--preset" not in argv
+        assert _parser().parse_args(argv).preset == DEFAULT_PRESET

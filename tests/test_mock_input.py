@@ -24,7 +24,6 @@ from local_eval.errors import EvalError
 from local_eval.replica import mock_input
 from local_eval.replica.mock_input import (
     build_mock_input,
-    main,
     read_mock_options,
     write_empty_mock,
 )
@@ -187,14 +186,18 @@ def test_empty_mock_holds_only_empty_txt(tmp_path):
 
 
 def test_command_line_writes_the_empty_mock(tmp_path, capsys):
-    assert main(["--out", str(tmp_path / "public"), "--empty"]) == 0
+    from cli.main import main  # the one mock-input command line: `python -m cli mock`
+
+    assert main(["mock", "--out", str(tmp_path / "public"), "--empty"]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "public")
     assert (tmp_path / "public" / "empty.txt").is_file()
 
 
 def test_command_line_reports_user_errors_in_one_line(tmp_path, capsys):
+    from cli.main import main
+
     (tmp_path / "notes.txt").write_text("precious")
-    assert main(["--out", str(tmp_path), "--dataset", "synthetic"]) == 2
+    assert main(["mock", "--out", str(tmp_path), "--dataset", "synthetic"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error:") and "\n" not in error
 

@@ -10,11 +10,9 @@ under a key of its options and rebuilt only when they change.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -253,53 +251,3 @@ def _write_csv(
 def _age(age_group: int, person: int) -> int:
     """A person's age, constant across their images and inside an 8-year band of their group."""
     return 8 * age_group + 1 + person % 8
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m local_eval.replica.mock_input",
-        description="Write a mock competition input folder (CSV files, images, original model).",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: cached under .cache/mock/)"
-    )
-    parser.add_argument("--dataset", choices=DATASETS, default="fashion_mnist")
-    parser.add_argument(
-        "--n-train", type=int, default=2000, help="training images (retain + forget)"
-    )
-    parser.add_argument("--n-val", type=int, default=500, help="validation images")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--forget-fraction", type=float, default=0.02)
-    parser.add_argument("--epochs", type=int, default=2, help="epochs to train the original model")
-    parser.add_argument("--arch", choices=ARCHITECTURES, default="resnet18")
-    parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    parser.add_argument(
-        "--empty", action="store_true", help="write the public mock (only empty.txt)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    try:
-        if args.empty:
-            out = write_empty_mock(args.out)
-        else:
-            out = build_mock_input(
-                args.out,
-                dataset=args.dataset,
-                n_train=args.n_train,
-                n_val=args.n_val,
-                seed=args.seed,
-                forget_fraction=args.forget_fraction,
-                epochs=args.epochs,
-                arch=args.arch,
-                data_root=args.data_root,
-                progress=not args.quiet,
-            )
-    except EvalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
