@@ -28,13 +28,19 @@ class MethodTarget:
 
     @property
     def method_name(self) -> str:
-        return getattr(self.cls, "name", "") or self.cls.__name__.lower()
+        return self.cls.name
 
 
 def _base_method() -> type:
     from methods.base import BaseMethod
 
     return BaseMethod
+
+
+def method_name(cls: type) -> str:
+    from methods.base import method_name as named
+
+    return named(cls)
 
 
 def looks_like_path(target: str) -> bool:
@@ -122,4 +128,7 @@ def _from_path(path: Path, class_name: str | None) -> MethodTarget:
         raise BuildError(
             f"{path}: several method classes ({names}); choose one with --class NAME."
         )
-    return MethodTarget(candidates[0], module_name, path.resolve())
+    chosen = candidates[0]
+    if not chosen.name:  # a starter-kit class named only by its __init__: name it once, here
+        chosen.name = method_name(chosen)
+    return MethodTarget(chosen, module_name, path.resolve())

@@ -6,7 +6,10 @@ plain ``unlearning()`` function the competition notebook calls.
 
 The competition's starter kit builds methods as ``all_method_handlers()[name](name)``:
 its ``BaseMethod`` takes the method's name in the constructor and answers it with
-``get_name()``. Both forms work here, so starter-kit files need no rewriting.
+``get_name()``. This one does too, plainly: a starter-kit file whose ``__init__``
+takes ``name`` builds as written, and ``new_method`` passes the name only to
+classes that take one. Where a class sets no ``name``, ``method_name`` says what
+it is called; discovery writes that onto the class (``builder.discover``).
 """
 
 from __future__ import annotations
@@ -19,31 +22,7 @@ import torch.nn as nn
 NAME = "name"  # the identity attribute: never a hyperparameter
 
 
-class _AcceptsStarterKitName(type):
-    """Lets ``Method(name)`` work for every method, as the starter kit's ``main.py`` calls it.
-
-    A class whose ``__init__`` takes ``name`` gets it as written. For one whose
-    ``__init__`` takes only hyperparameters, a leading string argument (or a ``name``
-    keyword) is the name: it is set on the instance instead of reaching ``__init__``,
-    so ``Finetune("finetune")`` never means ``epochs="finetune"``. Hyperparameters are
-    passed by keyword everywhere in the project.
-    """
-
-    def __call__(cls, *args, **kwargs):
-        if takes_name(cls):
-            return super().__call__(*args, **kwargs)
-        name = None
-        if args and isinstance(args[0], str):
-            name, args = args[0], args[1:]
-        elif NAME in kwargs:
-            name = kwargs.pop(NAME)
-        instance = super().__call__(*args, **kwargs)
-        if name is not None:
-            instance.name = name
-        return instance
-
-
-class BaseMethod(metaclass=_AcceptsStarterKitName):
+class BaseMethod:
     """Subclass this, set ``name`` (a class attribute, or ``__init__``'s ``name``) and implement ``run``.
 
     ``run`` must modify ``net`` in place and leave it in eval mode: the notebook
@@ -60,13 +39,6 @@ class BaseMethod(metaclass=_AcceptsStarterKitName):
     name: ClassVar[str] = ""
     assets: ClassVar[tuple[str, ...]] = ()
 
-    def __init_subclass__(cls, **kwargs) -> None:
-        """A class without a ``name`` takes the default of its ``__init__``'s ``name``, else its own name."""
-        super().__init_subclass__(**kwargs)
-        if not cls.name:
-            default = _name_parameter_default(cls)
-            cls.name = default if isinstance(default, str) and default else cls.__name__.lower()
-
     def __init__(self, name: str | None = None) -> None:
         if name is not None:
             self.name = name
@@ -80,6 +52,14 @@ class BaseMethod(metaclass=_AcceptsStarterKitName):
     def hyperparameters(self) -> dict[str, object]:
         """The instance attributes set in ``__init__``: what ``--set`` can change (never ``name``)."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != NAME}
+
+
+def method_name(cls: type) -> str:
+    """What ``cls`` is called: its ``name``, else its ``__init__``'s ``name`` default, else its class name."""
+    if getattr(cls, NAME, ""):
+        return cls.name
+    default = _name_parameter_default(cls)
+    return default if isinstance(default, str) and default else cls.__name__.lower()
 
 
 def takes_name(cls: type) -> bool:
@@ -98,7 +78,7 @@ def takes_name(cls: type) -> bool:
 def new_method(cls: type[BaseMethod], **hyperparameters) -> BaseMethod:
     """An instance of ``cls`` with ``hyperparameters``, its name passed the starter kit's way when it takes one."""
     if takes_name(cls):
-        return cls(**{NAME: cls.name}, **hyperparameters)
+        return cls(**{NAME: method_name(cls)}, **hyperparameters)
     return cls(**hyperparameters)
 
 

@@ -92,23 +92,45 @@ def resolve_hyperparameters(
     return params
 
 
+_NOT_COMPUTING = ("methods", "methods.base", "methods.search_space")
+
+
+def method_source_files(method_cls: type[BaseMethod]) -> list[Path]:
+    """The files whose code a method runs: its classes' modules and the ``methods.*`` helpers they use.
+
+    Followed transitively through each module's globals (a helper module, or a
+    function or class taken from one). Left out: ``methods/base.py``, the contract
+    every method shares, ``methods/search_space.py``, what ``make tune`` may try,
+    and the ``methods`` package itself (the registry): none of them computes.
+    """
+    queue = [inspect.getmodule(cls) for cls in method_cls.__mro__ if cls not in (object, BaseMethod)]
+    seen: dict[str, Path] = {}
+    while queue:
+        module = queue.pop()
+        if module is None or module.__name__ in _NOT_COMPUTING or module.__name__ in seen:
+            continue
+        source = inspect.getsourcefile(module)
+        if source is None:
+            continue
+        seen[module.__name__] = Path(source)
+        for value in vars(module).values():
+            found = value if inspect.ismodule(value) else inspect.getmodule(value)
+            if found is not None and found.__name__.startswith("methods."):
+                queue.append(found)
+    return sorted(set(seen.values()))
+
+
 def method_source_hash(method_cls: type[BaseMethod]) -> str:
-    """Hash of the source files the method's class hierarchy lives in.
+    """Hash of the code the method runs (``method_source_files``).
 
     The leaderboard reuses a result only while this is unchanged, so an edited
-    method is re-scored even when its name and hyperparameters stay the same.
+    method, or an edited helper it calls, is re-scored even when its name and
+    hyperparameters stay the same.
     """
     digest = hashlib.sha256()
-    files = []
-    for cls in method_cls.__mro__:
-        if cls is object:
-            continue
-        source = inspect.getsourcefile(cls)
-        if source and source not in files:
-            files.append(source)
-    for source in sorted(files):
-        digest.update(Path(source).name.encode())
-        digest.update(Path(source).read_bytes())
+    for source in method_source_files(method_cls):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
     return digest.hexdigest()
 
 
