@@ -238,6 +238,7 @@ def test_board_header_says_how_the_time_fraction_was_measured(built):
 
 
 def test_splits_board_aggregates_each_method_over_k_splits(rebuild):
+    from local_eval.boards.board_orders import read_board
     from local_eval.boards.split_board import build_split_leaderboard
 
     path = build_split_leaderboard(
@@ -251,6 +252,7 @@ def test_splits_board_aggregates_each_method_over_k_splits(rebuild):
     ]
     assert path.name == "leaderboard-smoke-splits2.md"
     assert number(cell(text, "finetune", "mean score")) == pytest.approx(sum(scores) / 2, abs=5e-5)
+    assert read_board(path).scores["finetune"] == pytest.approx(sum(scores) / 2)
     assert len(cell(text, "finetune", "ranks").split(",")) == 2
     assert "Made with `make leaderboard PRESET=smoke SPLITS=2 N=3`" in text
 
@@ -270,11 +272,19 @@ def test_a_standard_board_with_three_competition_entries_says_how_it_orders_them
 
 
 def test_a_written_board_reads_back_as_the_scores_it_ranked(built):
-    """`agree` reads what this writer writes: the parser follows the table's real layout."""
+    """`agree` reads what this writer writes: the board's data beside its table, unrounded."""
     from local_eval.boards.board_orders import read_board
 
     folder, path = built
     stored = json.loads((folder / "results" / "smoke" / "finetune.json").read_text())
     scores = read_board(path).scores
     assert set(scores) == {"finetune", "untouched"}
-    assert scores["finetune"] == pytest.approx(stored["score"], abs=5e-5)
+    assert scores["finetune"] == stored["score"]
+
+
+def test_the_boards_data_is_written_beside_its_table(built):
+    data = json.loads(built[1].with_suffix(".json").read_text())
+    assert (data["preset"], data["n_models"], data["scenario"]) == ("smoke", 3, "standard")
+    assert [entry["rank"] for entry in data["methods"]] == [1, 2]
+    assert data["ceiling"]["method"] == leaderboard.CEILING_LABEL
+    assert data["command"] == "make leaderboard PRESET=smoke N=3"

@@ -2,20 +2,22 @@
 
 A narrow network, a smaller preset or another split is worth using in place of
 the dearer set-up only if it ranks methods as that set-up does; this reads two
-boards the kit wrote (``docs/leaderboard-*.md``) and says how alike their orders
-of the methods both scored are, with the chance that a random order agrees as
-well. It reads the committed boards rather than cached results so that boards
-built on different machines and sessions (the faithful board on a cluster, the
+boards the kit wrote (``docs/leaderboard-*.json``, the data beside each ``.md``)
+and says how alike their orders of the methods both scored are, with the chance
+that a random order agrees as well. It reads the committed boards rather than
+cached results so that boards built on different machines and sessions (the faithful board on a cluster, the
 cpu board on a laptop) can be set side by side.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from local_eval.boards.board_data import FORMAT
 from local_eval.boards.kaggle_order import (
     MIN_METHODS,
     chance_of_agreement,
@@ -23,11 +25,6 @@ from local_eval.boards.kaggle_order import (
     share_text,
 )
 from local_eval.errors import EvalError
-
-_HEADER = re.compile(r"^\|\s*rank\s*\|\s*method\s*\|")
-_AFTER = re.compile(r"^after (\d+)$")
-_SETUP = re.compile(r"^Dataset `")
-_INTERVAL = re.compile(r"\[\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\]")
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,7 @@ class Board:
     title: str  # "Leaderboard: preset `cpu`", with ", split J" where one split was read
     setup: str
     scores: dict[str, float]
-    # The score's bootstrap interval where its cell has one (a mean over splits has none).
+    # The score's bootstrap interval where the board has one (a mean over splits has none).
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
@@ -52,83 +49,75 @@ class OrderAgreement:
 
 
 METRICS = ("score", "klom")
-_KLOM_COLUMN = "KLoM [lo, hi]"
 
 
 def read_board(path: str | Path, split: int | None = None, metric: str = "score") -> Board:
-    """The ranked rows of a board written by ``make leaderboard`` (the retrain ceiling left out).
+    """The ranked methods of a board written by ``make leaderboard`` (the retrain ceiling left out).
 
-    The score read is what the board ranks by: ``score`` on a standard board, the
-    last request's on a requests board, the mean over splits on a ``-splitsK`` one,
-    or with ``split`` set, that split's score on a ``-splitsK`` board (a board of
-    one reference set ignores it). ``metric="klom"`` reads the KLoM column
-    instead, negated (and its interval with it) so that higher is better on
-    both metrics and two orders compare directly.
+    ``path`` is the board's ``.md`` (the ``.json`` beside it is read: the board
+    as data, ``boards.board_data``) or that ``.json``. The score read is what the
+    board ranks by: ``score`` on a standard board, the last request's on a
+    requests board, the mean over splits on a ``-splitsK`` one, or with ``split``
+    set, that split's score on a ``-splitsK`` board (a board of one reference set
+    ignores it). ``metric="klom"`` reads KLoM instead, negated (and its interval
+    with it) so that higher is better on both metrics and two orders compare directly.
     """
     if metric not in METRICS:
         raise EvalError(f"metric {metric!r} is not one a board shows: use one of {', '.join(METRICS)}.")
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise EvalError(f"{path}: cannot read it ({error.strerror}); pass a docs/leaderboard-*.md file.") from None
-    header = next((i for i, line in enumerate(lines) if _HEADER.match(line)), None)
-    if header is None:
+    data = _board_data(path)
+    count = data.get("splits") or 0  # K on a board over K splits
+    if metric == "klom" and not any("klom" in entry for entry in data["methods"]):
         raise EvalError(
-            f"{path}: no '| rank | method | ... |' table; pass a board written by `make leaderboard`."
+            f"{path}: no KLoM on this board; rebuild the board with `make leaderboard` "
+            "(boards written before KLoM lack it)."
         )
-    columns = _cells(lines[header])
-    column = _score_column(columns)
-    if metric == "klom":
-        if _KLOM_COLUMN not in columns:
-            raise EvalError(
-                f"{path}, line {header + 1}: no '{_KLOM_COLUMN}' column; rebuild the board with "
-                "`make leaderboard` (boards written before KLoM lack it)."
-            )
-        column = columns.index(_KLOM_COLUMN)
-    if split is not None and "mean score" in columns and metric == "score":
-        name = f"split {split} [lo, hi]"
-        if name not in columns:
-            have = [c.split(" [")[0] for c in columns if c.startswith("split ")]
-            raise EvalError(
-                f"{path}: no split {split} on this board (it has {', '.join(have)}); pass one of those."
-            )
-        column = columns.index(name)
-    if column is None:
-        raise EvalError(
-            f"{path}, line {header + 1}: no score column ('score [lo, hi]', 'mean score' or "
-            "'after K'); pass a board written by `make leaderboard`."
-        )
+    by_split = count and metric == "score"
+    if by_split and split is not None and not 0 <= split < count:
+        have = ", ".join(f"split {j}" for j in range(count))
+        raise EvalError(f"{path}: no split {split} on this board (it has {have}); pass one of those.")
+    key, sign, what = ("klom", -1.0, "KLoM") if metric == "klom" else ("score", 1.0, "score")
+    if by_split:
+        what = "mean score" if split is None else f"score on split {split}"
     scores: dict[str, float] = {}
     intervals: dict[str, tuple[float, float]] = {}
-    for number, line in enumerate(lines[header + 2 :], start=header + 3):
-        if not line.startswith("|"):
-            break
-        cells = _cells(line)
-        if not cells[0]:
-            continue  # the retrain ceiling has no rank
-        method = cells[1]
-        try:
-            score = float(cells[column].split()[0])
-        except (IndexError, ValueError):
-            raise EvalError(
-                f"{path}, line {number}: {method!r} has no number under {columns[column]!r}; "
-                "rebuild the board with `make leaderboard`."
-            ) from None
+    for entry in data["methods"]:
+        method, found = entry["method"], entry
+        if by_split:  # the mean has no interval; a split's figures are null where it failed there
+            found = {"score": entry["mean"]} if split is None else entry["splits"][split] or {}
+        if found.get(key) is None:
+            raise EvalError(f"{path}: {method!r} has no {what}; rebuild the board with `make leaderboard`.")
         if method in scores:
-            raise EvalError(f"{path}, line {number}: {method!r} appears twice; rebuild the board.")
-        sign = -1.0 if metric == "klom" else 1.0
-        scores[method] = sign * score
-        if bracket := _INTERVAL.search(cells[column]):
-            ends = sorted(sign * float(bracket.group(k)) for k in (1, 2))
-            intervals[method] = (ends[0], ends[1])
-    title = next((line.lstrip("# ").strip() for line in lines if line.startswith("# ")), path.name)
-    if split is not None and "mean score" in columns:
-        title += f", split {split}"
+            raise EvalError(f"{path}: {method!r} appears twice; rebuild the board.")
+        scores[method] = sign * found[key]
+        if found.get(f"{key}_interval") is not None:
+            low, high = sorted(sign * end for end in found[f"{key}_interval"])
+            intervals[method] = (low, high)
+    title = data["title"] + (f", split {split}" if count and split is not None else "")
     if metric == "klom":
         title += ", KLoM (negated: higher is better)"
-    setup = next((line.strip() for line in lines if _SETUP.match(line)), "")
-    return Board(path, title, setup, scores, intervals)
+    return Board(path, title, data["setup"], scores, intervals)
+
+
+def _board_data(path: Path) -> dict[str, Any]:
+    """The board data ``path`` names: a ``.md`` board's is the ``.json`` beside it."""
+    source = path.with_suffix(".json")
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except OSError as error:
+        if source != path and path.is_file():
+            raise EvalError(
+                f"{path}: no {source.name} beside it (the board as data, which this reads); rebuild "
+                "the board with `make leaderboard` (boards written before board data lack it)."
+            ) from None
+        raise EvalError(f"{path}: cannot read it ({error.strerror}); pass a docs/leaderboard-*.md file.") from None
+    except ValueError as error:
+        raise EvalError(f"{source}: not JSON ({error}); rebuild the board with `make leaderboard`.") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise EvalError(
+            f"{source}: not board data of format {FORMAT}; rebuild the board with `make leaderboard`."
+        )
+    return data
 
 
 def short_title(board: Board) -> str:
@@ -183,15 +172,3 @@ def agreement_text(first: Board, second: Board, found: OrderAgreement | None = N
 def _ranks(scores: Mapping[str, float], methods: list[str]) -> dict[str, int]:
     """1 + the number of these methods scoring strictly higher: tied scores share a rank."""
     return {m: 1 + sum(scores[o] > scores[m] for o in methods) for m in methods}
-
-
-def _cells(line: str) -> list[str]:
-    return [cell.strip() for cell in line.strip().strip("|").split("|")]
-
-
-def _score_column(columns: list[str]) -> int | None:
-    for name in ("score [lo, hi]", "mean score"):
-        if name in columns:
-            return columns.index(name)
-    steps = [(int(m.group(1)), i) for i, c in enumerate(columns) if (m := _AFTER.match(c))]
-    return max(steps)[1] if steps else None

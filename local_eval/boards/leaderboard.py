@@ -19,11 +19,12 @@ from typing import Any
 import torch
 
 import methods
+from local_eval.boards.board_data import board_data, figures
 from local_eval.boards.kaggle_order import agreement_lines, kaggle_agreement
 from local_eval.boards.plots import plot_board
 from local_eval.boards.report import evaluate_method
 from local_eval.boards.two_metrics import two_metric_lines
-from local_eval.cache import atomic_write_text, repo_root
+from local_eval.cache import atomic_write_json, atomic_write_text, repo_root
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
 from local_eval.scoring.bootstrap import tied_with_leader
@@ -69,7 +70,7 @@ def build_leaderboard(
     bootstrap: int | None = None,
     **options: Any,
 ) -> Path:
-    """Score (or reuse) registered methods in ``scenario`` and write ``docs/leaderboard-<folder>.md``.
+    """Score (or reuse) registered methods in ``scenario``; write ``docs/leaderboard-<folder>.md`` and .json.
 
     A method that fails gets a line saying so instead of stopping the others.
     ``only`` restricts the run to some registered methods (when scoring all would
@@ -109,7 +110,7 @@ def build_leaderboard(
                 failures[name] = str(exc)
     ceilings = board_ceilings(prepared, bootstrap)
     differences = differences_to_leader(rows, ceilings[-1], prepared, bootstrap)
-    text = render_board(
+    text, data = board_and_data(
         scenario, preset, prepared, rows, ceilings, companions, failures, left_out, differences
     )
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
@@ -129,6 +130,7 @@ def build_leaderboard(
         scenario.make_argument,
         list(chosen) if left_out else None,
         echo,
+        data,
     )
 
 
@@ -241,7 +243,12 @@ def board_title(scenario: Scenario, preset: Preset, prepared: Prepared) -> str:
     return scenario.board(preset, prepared, "").picture_title
 
 
-def render_board(
+def render_board(*args: Any, **kwargs: Any) -> str:
+    """``board_and_data``'s Markdown alone."""
+    return board_and_data(*args, **kwargs)[0]
+
+
+def board_and_data(
     scenario: Scenario,
     preset: Preset,
     prepared: Prepared,
@@ -251,8 +258,9 @@ def render_board(
     failures: dict[str, str],
     left_out: list[str] | None = None,
     differences: dict[str, dict[str, Any]] | None = None,
-) -> str:
-    """Markdown: what the numbers stand for, then methods by (final) score with the ceiling among them.
+) -> tuple[str, dict[str, Any]]:
+    """Markdown: what the numbers stand for, then methods by (final) score with the ceiling among them;
+    and the same board as data (``boards.board_data``), built from the same rows in the same pass.
 
     ``ceilings`` holds the retrain ceiling after each step; ``companions`` each
     method's result in the scenario's companion, shown where its board asks;
@@ -288,7 +296,7 @@ def render_board(
         else prepared.final.retrain_seconds,
     }
     ties = ties_with_leader(results)
-    rank = 0
+    rank, entries, ceiling_entry = 0, [], None
     for row in sorted([*results, ceiling_row], key=lambda r: r["score"], reverse=True):
         is_ceiling = row["method"] == CEILING_LABEL
         rank += 0 if is_ceiling else 1
@@ -300,11 +308,17 @@ def render_board(
         }
         cells = " | ".join(column.cell(view) for column in board.columns)
         lines.append(f"| {'' if is_ceiling else rank} | {row['method']} | {cells} |")
+        entry = {"method": row["method"], **figures(view, steps=len(prepared.steps) > 1)}
+        if is_ceiling:
+            ceiling_entry = entry
+        else:
+            entries.append({"rank": rank, **entry, "tied": view["tied"]})
     if board.compares_with_kaggle:
         lines += agreement_lines(kaggle_agreement(results))
         lines += two_metric_lines(results, differences or {})
     lines += board_notes(failures, left_out, board.left_out_label)
-    return "\n".join(lines) + "\n"
+    data = board_data(board.title, board.intro, preset, scenario.name, entries, ceiling_entry)
+    return "\n".join(lines) + "\n", data
 
 
 def ties_with_leader(results: list[dict[str, Any]]) -> dict[str, bool]:
@@ -468,8 +482,10 @@ def write_board(
     mode: str = "",
     methods: list[str] | None = None,
     echo: bool = True,
+    data: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``<stem>.md``: the table, its picture ``<stem>.png`` and the command that makes both.
+    """Write ``<stem>.md``: the table, its picture ``<stem>.png`` and the command that makes both;
+    with ``data``, first ``<stem>.json``: the board as data (``boards.board_data``) and that command.
 
     The command carries N and the method list only when they differ from the
     defaults, so it is the shortest one that reproduces this exact board.
@@ -492,6 +508,8 @@ def write_board(
         "and the references are unchanged).",
     ]
     text += "\n".join(footer) + "\n"
+    if data is not None:
+        atomic_write_json(docs / f"{stem}.json", {**data, "command": command})
     path = atomic_write_text(docs / f"{stem}.md", text)
     say(echo, f"\n{text}\nwrote {path}")
     return path

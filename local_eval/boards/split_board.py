@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from local_eval.boards.board_data import board_data, figures, number
 from local_eval.boards.kaggle_order import agreement_table, kaggle_agreement
 from local_eval.boards.leaderboard import (
     CEILING_LABEL,
@@ -72,7 +73,7 @@ def build_split_leaderboard(
     executor: Executor | None = None,
     **options: Any,
 ) -> Path:
-    """Score (or reuse) methods on ``k`` splits; write ``docs/leaderboard-<folder>-splits<k>.md`` and its PNG.
+    """Score (or reuse) methods on ``k`` splits; write ``docs/leaderboard-<folder>-splits<k>.md``, .json, .png.
 
     Split j's results go to ``results/<preset>-split<j>[-<scenario>]/`` (split 0:
     the preset's own folder). A scenario's companion scores are not shown here.
@@ -93,7 +94,7 @@ def build_split_leaderboard(
         ceiling = board_ceilings(prepared, bootstrap)[-1]
         splits.append(SplitRows(split, prepared, rows, ceiling, ties_with_leader(rows)))
     summary = aggregate_splits([{row["method"]: row["score"] for row in s.rows} for s in splits])
-    text = render_split_board(scenario, base, splits, summary, failures, left_out)
+    text, data = split_board_and_data(scenario, base, splits, summary, failures, left_out)
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
     stem = f"leaderboard-{results_folder(base.name, scenario.name)}-splits{k}"
     plot_splits(
@@ -104,29 +105,31 @@ def build_split_leaderboard(
     )
     make_argument = " ".join(filter(None, [scenario.make_argument, f"SPLITS={k}"]))
     return write_board(
-        docs, stem, text, base, make_argument, list(chosen) if left_out else None, echo
+        docs, stem, text, base, make_argument, list(chosen) if left_out else None, echo, data
     )
 
 
-def render_split_board(
+def split_board_and_data(
     scenario: Scenario,
     preset: Preset,
     splits: list[SplitRows],
     summary: dict[str, SplitSummary],
     failures: dict[str, str],
     left_out: list[str] | None = None,
-) -> str:
-    """Markdown: the scenario's header for split 0, what the splits are, then methods by mean score."""
+) -> tuple[str, dict[str, Any]]:
+    """Markdown: the scenario's header for split 0, what the splits are, then methods by mean score;
+    and the same board as data (``boards.board_data``), built from the same rows in the same pass."""
     k = len(splits)
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     results = [row for s in splits for row in s.rows]
     devices = sorted({row["device"] for row in results}) or ["(no method scored)"]
     board = scenario.board(preset, splits[0].prepared, f"Generated {today} on {', '.join(devices)}")
     names = ", ".join(f"`{s.preset.name}`" for s in splits)
+    title, setup = f"{board.title}, {k} splits", board.intro + " (Sizes are split 0's.)"
     lines = [
-        f"# {board.title}, {k} splits",
+        f"# {title}",
         "",
-        board.intro + " (Sizes are split 0's.)",
+        setup,
         "",
         f"Each split is an independent reference set: other forget persons, another training "
         f"subset and other seeds for every model and run (presets {names}; split 0 is the preset "
@@ -148,32 +151,44 @@ def render_split_board(
     ceiling_scores = [s.ceiling["score"] for s in splits]
     entries = [(name, summary[name].mean) for name in summary]
     entries.append((CEILING_LABEL, _mean(ceiling_scores)))
-    rank = 0
+    rank, methods, ceiling = 0, [], None
     for name, mean in sorted(entries, key=lambda e: -_or_minus_inf(e[1])):
         if name == CEILING_LABEL:
-            cells = [_number(mean), _number(_sd(ceiling_scores))]
+            sd = _sd(ceiling_scores)
+            cells = [_number(mean), _number(sd)]
             cells += [score_cell(s.ceiling) for s in splits]
             cells += ["", "", ""]
             lines.append(f"|  | {name} | " + " | ".join(cells) + " |")
+            each = [figures(s.ceiling) for s in splits]
+            ceiling = {"method": name, "mean": number(mean), "sd": number(sd), "splits": each}
             continue
         rank += 1
         found = summary[name]
-        cells = [_number(found.mean), _number(found.std)]
+        cells, each = [_number(found.mean), _number(found.std)], []
         for j, s in enumerate(splits):
             row = by_split[j].get(name)
             mark = " †" if s.ties.get(name) else ""
             cells.append("" if row is None else score_cell(row) + mark)
+            rank_j = number(found.ranks[j])
+            each.append(
+                None if row is None else {**figures(row), "tied": bool(mark), "rank": rank_j}
+            )
         cells.append(", ".join(_rank(r) for r in found.ranks))
         cells.append(_number(found.mean_rank, ".2f"))
         tied = sum(bool(s.ties.get(name)) for s in splits)
         cells.append(f"{tied}/{k}")
         lines.append(f"| {rank} | {name} | " + " | ".join(cells) + " |")
+        methods.append({
+            "rank": rank, "method": name, "mean": number(found.mean), "sd": number(found.std),
+            "mean_rank": number(found.mean_rank), "tied_splits": tied, "splits": each,
+        })  # fmt: skip
     if board.compares_with_kaggle:
         lines += agreement_table(
             [(f"split {j}", kaggle_agreement(s.rows)) for j, s in enumerate(splits)]
         )
     lines += board_notes(failures, left_out, board.left_out_label)
-    return "\n".join(lines) + "\n"
+    data = board_data(title, setup, preset, scenario.name, methods, ceiling, splits=k)
+    return "\n".join(lines) + "\n", data
 
 
 def _number(value: float, spec: str = ".4f") -> str:
