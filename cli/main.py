@@ -221,12 +221,11 @@ def run(args: argparse.Namespace) -> int | None:
             from local_eval.boards.report import evaluate_method, evaluate_splits
             _score(args, evaluate_method, evaluate_splits, method=args.method, overrides=parse_overrides(args.overrides))
         case "leaderboard":
-            from local_eval.boards.leaderboard import build_leaderboard
-            from local_eval.boards.split_board import build_split_leaderboard
+            from local_eval.boards import leaderboard, split_board
             only = None if args.methods is None else [name.strip() for name in args.methods.split(",") if name.strip()]
             if only == []:
                 raise EvalError(f"--methods {args.methods!r} names no method: give registered names separated by commas, e.g. --methods finetune,kookmin (see `python -m cli methods`).")
-            print(_score(args, build_leaderboard, build_split_leaderboard, only=only))
+            print(_score(args, leaderboard.build_leaderboard, split_board.build_split_leaderboard, only=only))
         case "references":
             from local_eval.scoring.reference_status import reference_status, status_text
             from local_eval.scoring.references import build_references
@@ -289,9 +288,10 @@ def _dry_run(args: argparse.Namespace, built) -> None:
 
 def _score(args: argparse.Namespace, one, several, **given):
     """``one(...)`` on the preset (split J's with ``--split J``), or ``several(k=K, ...)`` with ``--splits K``."""
+    from local_eval.scoring.context import make_context
     scenario, (preset, fields) = _scenario(args), _preset_and_fields(args)
     with closing(make_executor(args.executor, address=args.ray_address, cpus=args.task_cpus, gpus=args.task_gpus)) as executor:
-        shared = dict(preset=preset, scenario=scenario, bootstrap=args.bootstrap, executor=executor, **fields, **given)
+        shared = dict(preset=preset, scenario=scenario, context=make_context(executor=executor, bootstrap=args.bootstrap), **fields, **given)
         return several(k=args.splits, **shared) if args.splits != 1 else one(**shared)
 
 def _preset_and_fields(args: argparse.Namespace) -> tuple:

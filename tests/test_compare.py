@@ -7,6 +7,7 @@ import pytest
 import methods
 from local_eval.boards.compare import Comparison, compare_methods, comparison_text
 from local_eval.errors import EvalError
+from local_eval.scoring.context import make_context
 from local_eval.scoring.presets import get_preset
 from methods.base import BaseMethod
 from methods.finetune import Finetune
@@ -33,7 +34,9 @@ def compared(tmp_path_factory):
     try:
         yield compare_methods(
             "finetune", "untouched", "smoke", n_models=3,
-            results_dir=tmp_path_factory.mktemp("compare"), progress=False, echo=False,
+            context=make_context(
+                results_dir=tmp_path_factory.mktemp("compare"), progress=False, echo=False
+            ),
         )  # fmt: skip
     finally:
         patcher.undo()

@@ -10,6 +10,7 @@ import torch
 
 from local_eval.boards.report import evaluate_method
 from local_eval.errors import EvalError
+from local_eval.scoring.context import make_context
 from local_eval.scoring.metric import final_score
 from local_eval.scoring.presets import get_preset
 from local_eval.scoring.references import build_references
@@ -20,6 +21,11 @@ from methods.common import unpack_batch
 SMOKE = get_preset("smoke")
 
 
+def quiet(folder, echo=False):
+    """Results under ``folder``, no progress bars and, unless ``echo``, no summary."""
+    return make_context(results_dir=folder, progress=False, echo=echo)
+
+
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("results")
@@ -27,7 +33,7 @@ def results_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def finetune_result(smoke_references, results_dir):
-    return evaluate_method("finetune", "smoke", results_dir=results_dir, progress=False, echo=False)
+    return evaluate_method("finetune", "smoke", context=quiet(results_dir))
 
 
 class StartRecorder(BaseMethod):
@@ -161,7 +167,7 @@ def test_each_run_keeps_its_forget_confidences_for_intervals(finetune_result):
 
 
 def test_summary_is_printed_on_one_screen(smoke_references, tmp_path, capsys):
-    evaluate_method("finetune", "smoke", n_models=3, results_dir=tmp_path, progress=False)
+    evaluate_method("finetune", "smoke", n_models=3, context=quiet(tmp_path, echo=True))
     printed = capsys.readouterr().out
     assert "finetune" in printed and "retrain ceiling" in printed
     assert len(printed.splitlines()) <= 25
@@ -169,7 +175,7 @@ def test_summary_is_printed_on_one_screen(smoke_references, tmp_path, capsys):
 
 def test_every_run_starts_from_a_fresh_original_with_its_own_seed(smoke_references, results_dir):
     StartRecorder.starts.clear()
-    evaluate_method(StartRecorder, "smoke", results_dir=results_dir, progress=False, echo=False)
+    evaluate_method(StartRecorder, "smoke", context=quiet(results_dir))
     checksums = {round(checksum, 3) for checksum, _ in StartRecorder.starts}
     seeds = {seed for _, seed in StartRecorder.starts}
     assert len(StartRecorder.starts) == SMOKE.n_models
@@ -184,9 +190,7 @@ def test_tuple_batch_format_gives_methods_tuples(smoke_references, results_dir):
         "smoke",
         batch_format="tuple",
         n_models=3,
-        results_dir=results_dir,
-        progress=False,
-        echo=False,
+        context=quiet(results_dir),
     )
     assert set(BatchFormatProbe.seen) <= {tuple, list}
 
@@ -194,7 +198,7 @@ def test_tuple_batch_format_gives_methods_tuples(smoke_references, results_dir):
 def test_competition_batches_are_dicts_by_default(smoke_references, results_dir):
     BatchFormatProbe.seen.clear()
     evaluate_method(
-        BatchFormatProbe, "smoke", n_models=3, results_dir=results_dir, progress=False, echo=False
+        BatchFormatProbe, "smoke", n_models=3, context=quiet(results_dir)
     )
     assert set(BatchFormatProbe.seen) == {dict}
 
@@ -205,9 +209,7 @@ def test_hyperparameters_from_the_command_line_take_the_default_type(smoke_refer
         "smoke",
         n_models=3,
         overrides={"lr": "0.01", "steps": "3"},
-        results_dir=results_dir,
-        progress=False,
-        echo=False,
+        context=quiet(results_dir),
     )
     assert result["hyperparameters"] == {"lr": 0.01, "steps": 3}
 
@@ -226,13 +228,13 @@ def test_a_failing_method_is_reported_with_its_file_and_line(smoke_references, r
     with pytest.raises(
         EvalError, match=r"test_evaluate\.py line \d+.*ValueError: lr schedule is empty"
     ):
-        evaluate_method(Failing, "smoke", n_models=3, results_dir=results_dir, progress=False)
+        evaluate_method(Failing, "smoke", n_models=3, context=quiet(results_dir, echo=True))
 
 
 def test_a_method_returning_a_new_model_is_told_to_modify_net_in_place(smoke_references, results_dir):
     with pytest.raises(EvalError, match="in place"):
         evaluate_method(
-            ReturnsNewModel, "smoke", n_models=3, results_dir=results_dir, progress=False
+            ReturnsNewModel, "smoke", n_models=3, context=quiet(results_dir, echo=True)
         )
 
 
@@ -246,7 +248,7 @@ def test_a_method_file_can_be_scored_before_it_is_registered(smoke_references, t
         "        net.eval()\n"
     )
     result = evaluate_method(
-        str(source), "smoke", n_models=3, results_dir=tmp_path, progress=False, echo=False
+        str(source), "smoke", n_models=3, context=quiet(tmp_path)
     )
     assert result["method"] == "idea"
     assert (tmp_path / "smoke" / "idea.json").exists()

@@ -14,6 +14,7 @@ from local_eval.boards.leaderboard import build_leaderboard
 from local_eval.boards.report import evaluate_method
 from local_eval.cache import CACHE_ENV
 from local_eval.errors import EvalError
+from local_eval.scoring.context import make_context
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import get_preset
 from local_eval.scoring.references import load_eval_data
@@ -195,7 +196,7 @@ def test_federated_models_are_cached_and_never_trained_twice(tiny, tmp_path, mon
 
 def test_server_state_reaches_the_method_during_the_runs_only(tiny, tmp_path):
     ServerSide.seen = []
-    evaluate_federated(ServerSide, tiny, 2, results_dir=tmp_path, progress=False, echo=False)
+    evaluate_federated(ServerSide, tiny, 2, context=make_context(results_dir=tmp_path, progress=False, echo=False))
     assert len(ServerSide.seen) == tiny.n_models
     assert all(state is not None and state["n_clients"] == 2 for state in ServerSide.seen)
     assert SCENARIO_ENV not in os.environ
@@ -203,7 +204,7 @@ def test_server_state_reaches_the_method_during_the_runs_only(tiny, tmp_path):
 
 def test_a_run_reads_the_server_state_shipped_with_it_not_the_drivers_file(tiny):
     """Workers of another machine share no disk: the run carries the file's content."""
-    prepared = Federated(clients=2).prepare(tiny, torch.device("cpu"), progress=False)
+    prepared = Federated(clients=2).prepare(tiny, make_context(device="cpu", progress=False))
     plan = run_plan(ServerSide, {}, tiny, prepared)
     stored = federated_references(tiny, Federated(clients=2), progress=False).server_state
     hidden = stored.with_name("hidden-" + stored.name)
@@ -220,7 +221,7 @@ def test_result_records_the_federation_and_is_written_under_the_presets_federate
     tiny, tmp_path
 ):
     result = evaluate_federated(
-        "finetune", tiny, 2, results_dir=tmp_path, progress=False, echo=False
+        "finetune", tiny, 2, context=make_context(results_dir=tmp_path, progress=False, echo=False)
     )
     stored = json.loads((tmp_path / "smoke-federated" / "finetune.json").read_text())
     assert stored["federation"]["clients"] == 2 and stored["federation"]["forget_client"] == 0
@@ -233,10 +234,8 @@ def test_leaderboard_shows_the_federated_and_the_standard_score(tiny, tmp_path):
         tiny,
         2,
         method_names=["finetune"],
-        results_dir=tmp_path / "results",
+        context=make_context(results_dir=tmp_path / "results", progress=False, echo=False),
         docs_dir=tmp_path / "docs",
-        progress=False,
-        echo=False,
     )
     text = path.read_text()
     standard = json.loads(
@@ -255,10 +254,8 @@ def test_leaderboard_names_the_registered_methods_it_left_out(tiny, tmp_path):
         2,
         method_names=["finetune"],
         with_standard=False,
-        results_dir=tmp_path / "results",
+        context=make_context(results_dir=tmp_path / "results", progress=False, echo=False),
         docs_dir=tmp_path / "docs",
-        progress=False,
-        echo=False,
     ).read_text()
     left_out = text.split("not scored in this mode")[1]
     assert "`kookmin`" in left_out and "`finetune`" not in left_out

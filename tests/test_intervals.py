@@ -10,6 +10,7 @@ import torch
 
 from local_eval.boards.leaderboard import render_board
 from local_eval.boards.report import evaluate_method
+from local_eval.scoring.context import make_context
 from local_eval.scoring.intervals import (
     default_resamples,
     difference_to,
@@ -23,7 +24,9 @@ from tests.test_scenarios import PRESET, ceiling, prepared, rows
 @pytest.fixture(scope="module")
 def finetune_result(smoke_references, tmp_path_factory):
     folder = tmp_path_factory.mktemp("results")
-    return evaluate_method("finetune", "smoke", results_dir=folder, progress=False, echo=False)
+    return evaluate_method(
+        "finetune", "smoke", context=make_context(results_dir=folder, progress=False, echo=False)
+    )
 
 
 def test_every_result_has_score_and_f_intervals_containing_the_estimate(finetune_result):

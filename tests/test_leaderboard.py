@@ -12,6 +12,7 @@ import methods
 from local_eval.boards import leaderboard
 from local_eval.boards.leaderboard import build_leaderboard
 from local_eval.errors import EvalError
+from local_eval.scoring.context import make_context
 from methods.base import BaseMethod
 from methods.finetune import Finetune
 
@@ -82,10 +83,8 @@ def board(folder, n_models=3):
     return build_leaderboard(
         "smoke",
         n_models=n_models,
-        results_dir=folder / "results",
+        context=make_context(results_dir=folder / "results", progress=False, echo=False),
         docs_dir=folder / "docs",
-        progress=False,
-        echo=False,
     )
 
 
@@ -194,10 +193,8 @@ def test_a_board_restricted_to_some_methods_names_the_ones_left_out(rebuild):
         "smoke",
         n_models=3,
         only=["finetune"],
-        results_dir=rebuild / "results",
+        context=make_context(results_dir=rebuild / "results", progress=False, echo=False),
         docs_dir=rebuild / "docs",
-        progress=False,
-        echo=False,
     )
     text = path.read_text()
     assert "untouched" not in [row[1] for row in table_rows(text)]
@@ -206,7 +203,9 @@ def test_a_board_restricted_to_some_methods_names_the_ones_left_out(rebuild):
 
 def test_restricting_to_an_unregistered_method_is_an_error(rebuild):
     with pytest.raises(EvalError, match="'nope': not registered"):
-        build_leaderboard("smoke", only=["nope"], results_dir=rebuild, docs_dir=rebuild)
+        build_leaderboard(
+            "smoke", only=["nope"], context=make_context(results_dir=rebuild), docs_dir=rebuild
+        )
 
 
 def test_a_stored_result_without_intervals_gets_them_on_render_without_rescoring(
@@ -242,8 +241,8 @@ def test_splits_board_aggregates_each_method_over_k_splits(rebuild):
     from local_eval.boards.split_board import build_split_leaderboard
 
     path = build_split_leaderboard(
-        "smoke", 2, n_models=3, results_dir=rebuild / "results", docs_dir=rebuild / "docs",
-        progress=False, echo=False,
+        "smoke", 2, n_models=3, docs_dir=rebuild / "docs",
+        context=make_context(results_dir=rebuild / "results", progress=False, echo=False),
     )
     text = path.read_text()
     scores = [

@@ -14,6 +14,7 @@ import torch
 
 from local_eval.cache import CACHE_ENV
 from local_eval.errors import EvalError
+from local_eval.scoring.context import make_context
 from local_eval.scoring.executors import (
     LocalExecutor,
     RayExecutor,
@@ -91,7 +92,8 @@ def serve_both(method_cls, prepared):
     params = resolve_hyperparameters(method_cls, None)
     out = {}
     for name, executor in (("local", LocalExecutor(CPU)), ("ray", RayExecutor())):
-        runs, confidences, _ = serve(method_cls, params, PRESET, prepared, CPU, False, executor)
+        context = make_context(device=CPU, executor=executor, progress=False)
+        runs, confidences, _ = serve(method_cls, params, PRESET, prepared, context)
         out[name] = ((runs, confidences), executor)
     return out
 
@@ -149,7 +151,9 @@ def test_method_runs_on_the_cluster_equal_local_runs(finetune_runs):
 def test_sequential_requests_on_the_cluster_equal_local_ones(built, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(built["local"][2]))
     # The intermediate references are built on the cluster; the standard ones are reused.
-    prepared = Requests(k=2).prepare(PRESET, CPU, False, executor=RayExecutor())
+    prepared = Requests(k=2).prepare(
+        PRESET, make_context(device=CPU, executor=RayExecutor(), progress=False)
+    )
     served = serve_both(all_method_handlers()["finetune"], prepared)
     (local_runs, local_confidences), _ = served["local"]
     (ray_runs, ray_confidences), executor = served["ray"]
@@ -174,7 +178,9 @@ def test_federated_runs_on_the_cluster_read_the_server_state_and_equal_local_one
     built, monkeypatch
 ):
     monkeypatch.setenv(CACHE_ENV, str(built["local"][2]))
-    prepared = Federated(clients=2).prepare(PRESET, CPU, False, executor=RayExecutor())
+    prepared = Federated(clients=2).prepare(
+        PRESET, make_context(device=CPU, executor=RayExecutor(), progress=False)
+    )
     served = serve_both(ReadsServerState, prepared)
     (local_runs, local_confidences), _ = served["local"]
     (ray_runs, ray_confidences), _ = served["ray"]
@@ -297,9 +303,11 @@ def test_a_two_split_board_on_the_cluster_equals_the_local_one(built, tmp_path):
         with pytest.MonkeyPatch.context() as patcher:
             patcher.setenv(CACHE_ENV, str(cache))
             board = build_split_leaderboard(
-                PRESET, 2, only=["finetune", "forget", "salun"], device=CPU,
-                results_dir=tmp_path / name / "results", docs_dir=tmp_path / name / "docs",
-                progress=False, echo=False, bootstrap=50, executor=executor,
+                PRESET, 2, only=["finetune", "forget", "salun"], docs_dir=tmp_path / name / "docs",
+                context=make_context(
+                    device=CPU, executor=executor, progress=False, echo=False, bootstrap=50,
+                    results_dir=tmp_path / name / "results",
+                ),
             )  # fmt: skip
         scores[name] = [read_board(board, split=j).scores for j in (0, 1)]
     assert scores["ray"] == scores["local"]

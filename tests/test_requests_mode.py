@@ -15,6 +15,7 @@ from local_eval.boards.report import evaluate_method
 from local_eval.cache import CACHE_ENV
 from local_eval.errors import EvalError
 from local_eval.scoring import references
+from local_eval.scoring.context import make_context
 from local_eval.scoring.presets import get_preset
 from local_eval.scoring.references import load_eval_data, references_key
 from local_eval.scoring.scenarios.requests import Requests, plan_requests, request_references
@@ -72,7 +73,7 @@ class Recorder(BaseMethod):
 def recorded(tiny, results_dir):
     Recorder.calls = []
     result = evaluate_requests(
-        Recorder, tiny, 2, results_dir=results_dir, progress=False, echo=False
+        Recorder, tiny, 2, context=make_context(results_dir=results_dir, progress=False, echo=False)
     )
     return result, Recorder.calls
 
@@ -164,7 +165,10 @@ def test_a_failing_method_is_reported_with_the_request_it_failed_on(tiny, result
                 raise ValueError("boom")
 
     with pytest.raises(EvalError, match="request 2 of 2"):
-        evaluate_requests(FailsLater, tiny, 2, results_dir=results_dir, progress=False, echo=False)
+        evaluate_requests(
+            FailsLater, tiny, 2,
+            context=make_context(results_dir=results_dir, progress=False, echo=False),
+        )  # fmt: skip
 
 
 def finetune_board(tiny, results_dir, docs):
@@ -173,10 +177,8 @@ def finetune_board(tiny, results_dir, docs):
         tiny,
         2,
         method_names=["finetune"],
-        results_dir=results_dir,
+        context=make_context(results_dir=results_dir, progress=False, echo=False),
         docs_dir=docs,
-        progress=False,
-        echo=False,
     )
 
 
@@ -199,10 +201,8 @@ def test_leaderboard_reuses_a_current_result_instead_of_scoring_again(
 ):
     options = dict(
         method_names=["finetune"],
-        results_dir=results_dir,
+        context=make_context(results_dir=results_dir, progress=False, echo=False),
         docs_dir=tmp_path / "docs",
-        progress=False,
-        echo=False,
     )
     leaderboard_requests(tiny, 2, **options)
 
@@ -215,4 +215,6 @@ def test_leaderboard_reuses_a_current_result_instead_of_scoring_again(
 
 def test_leaderboard_names_an_unknown_method(tiny, tmp_path):
     with pytest.raises(EvalError, match="'nope'"):
-        leaderboard_requests(tiny, 2, method_names=["nope"], docs_dir=tmp_path, progress=False)
+        leaderboard_requests(
+            tiny, 2, method_names=["nope"], docs_dir=tmp_path, context=make_context(progress=False)
+        )

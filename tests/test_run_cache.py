@@ -8,6 +8,7 @@ import pytest
 
 from local_eval.cache import cache_dir
 from local_eval.scoring import runner
+from local_eval.scoring.context import make_context
 from local_eval.scoring.presets import get_preset
 from local_eval.scoring.run_cache import RunCache
 from local_eval.scoring.runner import score_method
@@ -55,8 +56,9 @@ def _run_indices(monkeypatch):
 
 def _score(tmp_path, **overrides):
     return score_method(
-        "finetune", "smoke", overrides or None, results_dir=tmp_path / "results", progress=False
-    )
+        "finetune", "smoke", overrides or None,
+        context=make_context(results_dir=tmp_path / "results", progress=False),
+    )  # fmt: skip
 
 
 def _killed_after_two_runs(tmp_path):
@@ -122,8 +124,8 @@ def test_a_board_names_the_resumed_method_and_says_its_kept_runs_were_timed_earl
 
     _killed_after_two_runs(tmp_path)
     board = build_leaderboard(
-        "smoke", only=["finetune"], with_companion=False, results_dir=tmp_path / "results",
-        docs_dir=tmp_path / "docs", progress=False, echo=False,
+        "smoke", only=["finetune"], with_companion=False, docs_dir=tmp_path / "docs",
+        context=make_context(results_dir=tmp_path / "results", progress=False, echo=False),
     )  # fmt: skip
     text = " ".join(board.read_text().split())
     assert (

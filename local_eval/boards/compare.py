@@ -13,18 +13,13 @@ the gap itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import torch
-
 from local_eval.boards.leaderboard import Gathering, board_results, choose_methods
-from local_eval.devices import default_device
 from local_eval.errors import EvalError
-from local_eval.scoring.executors import Executor
+from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.intervals import difference_to, stored_interval
 from local_eval.scoring.presets import Preset
-from local_eval.scoring.results import default_results_dir
 from local_eval.scoring.runner import resolve_preset
 from local_eval.scoring.scenarios import DIAGNOSTIC_COLUMNS, Scenario
 from local_eval.scoring.scenarios.standard import Standard
@@ -58,35 +53,30 @@ def compare_methods(
     n_models: int | None = None,
     *,
     scenario: Scenario | None = None,
-    device: torch.device | str | None = None,
-    results_dir: Path | str | None = None,
-    progress: bool = True,
-    echo: bool = True,
-    executor: Executor | None = None,
-    bootstrap: int | None = None,
+    context: Context | None = None,
     split: int = 0,
     **options: Any,
 ) -> Comparison:
     """Score (or reuse) registered methods ``a`` and ``b`` on one preset; their paired difference.
 
     ``split`` j > 0 compares on the preset's j-th independent reference set (the
-    one ``SPLITS=`` boards call split j), e.g. a split no tuning saw.
+    one ``SPLITS=`` boards call split j), e.g. a split no tuning saw. ``context``
+    (default: ``make_context()``) as for a board.
     """
     if a == b:
         raise EvalError(f"compare needs two different methods; got {a!r} twice.")
     scenario = scenario or Standard()
+    context = context or make_context()
     preset = split_preset(resolve_preset(preset, options, n_models), split)
-    device = torch.device(device) if device is not None else default_device()
-    root = Path(results_dir) if results_dir is not None else default_results_dir()
     chosen, _ = choose_methods([a, b], doing="compare")
-    gathering = Gathering(root, device, False, progress, echo, bootstrap, executor)
-    prepared = scenario.prepare(preset, device, progress, executor=executor)
+    gathering = Gathering(context, rerun=False)
+    prepared = scenario.prepare(preset, context)
     rows, failures = board_results(chosen, preset, scenario, prepared, gathering)
     if failures:
         name, message = next(iter(failures.items()))
         raise EvalError(f"{name} could not be scored: {' '.join(message.split())}")
     by_name = {row["method"]: row for row in rows}
-    difference = difference_to(by_name[a], by_name[b], prepared.final, bootstrap)
+    difference = difference_to(by_name[a], by_name[b], prepared.final, context.bootstrap)
     if difference is None:
         raise EvalError(
             f"{a} and {b} have no paired interval: a stored result kept no per-run confidences. "

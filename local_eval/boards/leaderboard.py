@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import methods
 from local_eval.boards.board_data import board_data, figures
 from local_eval.boards.kaggle_order import agreement_lines, kaggle_agreement
@@ -25,10 +23,9 @@ from local_eval.boards.plots import plot_board
 from local_eval.boards.report import evaluate_method
 from local_eval.boards.two_metrics import two_metric_lines
 from local_eval.cache import atomic_write_json, atomic_write_text, repo_root
-from local_eval.devices import default_device
 from local_eval.errors import EvalError
 from local_eval.scoring.bootstrap import tied_with_leader
-from local_eval.scoring.executors import Executor
+from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.intervals import (
     ceiling_intervals,
     difference_to,
@@ -38,7 +35,6 @@ from local_eval.scoring.intervals import (
 )
 from local_eval.scoring.presets import Preset, get_preset
 from local_eval.scoring.results import (
-    default_results_dir,
     result_paths,
     results_folder,
     stored_if_current,
@@ -60,14 +56,9 @@ def build_leaderboard(
     scenario: Scenario | None = None,
     only: list[str] | None = None,
     with_companion: bool = True,
-    device: torch.device | str | None = None,
-    results_dir: Path | str | None = None,
+    context: Context | None = None,
     docs_dir: Path | str | None = None,
     rerun: bool = False,
-    progress: bool = True,
-    echo: bool = True,
-    executor: Executor | None = None,
-    bootstrap: int | None = None,
     **options: Any,
 ) -> Path:
     """Score (or reuse) registered methods in ``scenario``; write ``docs/leaderboard-<folder>.md`` and .json.
@@ -81,23 +72,22 @@ def build_leaderboard(
     score) and ``with_companion`` is set, each method's companion result is reused
     from its own folder when current, else scored into
     ``results/<folder>/<companion>/`` so the companion's own results are never
-    overwritten at another N. ``executor`` decides where reference models and
-    runs are made (``scoring.executors``; default: in this process).
-    ``bootstrap`` is B for the intervals (None: the
-    default for the forget set's size; stored intervals are kept unless B differs).
+    overwritten at another N. ``context`` (default: ``make_context()``) says where
+    reference models and runs are made (``scoring.executors``), where results are
+    filed and B for the intervals (stored intervals are kept unless B differs).
     """
     scenario = scenario or Standard()
+    context = context or make_context()
     preset = resolve_preset(preset, options, n_models)
-    device = torch.device(device) if device is not None else default_device()
-    results_root = Path(results_dir) if results_dir is not None else default_results_dir()
+    results_root, bootstrap = context.results_dir, context.bootstrap
     chosen, left_out = choose_methods(only)
-    gathering = Gathering(results_root, device, rerun, progress, echo, bootstrap, executor)
-    prepared = scenario.prepare(preset, device, progress, executor=executor)
+    gathering = Gathering(context, rerun)
+    prepared = scenario.prepare(preset, context)
     rows, failures = board_results(chosen, preset, scenario, prepared, gathering)
     companions: dict[str, dict[str, Any]] = {}
     if scenario.companion is not None and with_companion and rows:
         companion = get_scenario(scenario.companion)
-        companion_prepared = companion.prepare(preset, device, progress, executor=executor)
+        companion_prepared = companion.prepare(preset, context)
         spare = results_root / results_folder(preset.name, scenario.name) / companion.name
         for row in rows:
             name = row["method"]
@@ -106,7 +96,7 @@ def build_leaderboard(
                     chosen[name], preset, companion, companion_prepared, (results_root, spare)
                 ) or gathering.score(chosen[name], preset, companion, spare)
             except EvalError as exc:
-                say(echo, f"{name}: failed: {exc}")
+                say(context.echo, f"{name}: failed: {exc}")
                 failures[name] = str(exc)
     ceilings = board_ceilings(prepared, bootstrap)
     differences = differences_to_leader(rows, ceilings[-1], prepared, bootstrap)
@@ -129,37 +119,24 @@ def build_leaderboard(
         preset,
         scenario.make_argument,
         list(chosen) if left_out else None,
-        echo,
+        context.echo,
         data,
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class Gathering:
-    """How a board obtains each method's result: where results live, and how to score one."""
+    """How a board obtains each method's result: its context (results under
+    ``context.results_dir``), and whether stored results are scored again anyway."""
 
-    results_root: Path
-    device: torch.device
+    context: Context
     rerun: bool
-    progress: bool
-    echo: bool
-    bootstrap: int | None
-    executor: Executor | None = None
 
     def score(
         self, method_cls: type[BaseMethod], preset: Preset, where: Scenario, folder: Path
     ) -> dict[str, Any]:
-        return evaluate_method(
-            method_cls,
-            preset,
-            scenario=where,
-            device=self.device,
-            results_dir=folder,
-            progress=self.progress,
-            echo=self.echo,
-            bootstrap=self.bootstrap,
-            executor=self.executor,
-        )
+        context = dataclasses.replace(self.context, results_dir=folder)
+        return evaluate_method(method_cls, preset, scenario=where, context=context)
 
     def reused(
         self,
@@ -179,8 +156,8 @@ class Gathering:
             stored = stored_if_current(path, method_cls, preset, **prepared.reuse)
             if stored is None:
                 continue
-            if needs_intervals(stored, self.bootstrap):
-                completed = with_intervals(stored, prepared.final, self.bootstrap)
+            if needs_intervals(stored, self.context.bootstrap):
+                completed = with_intervals(stored, prepared.final, self.context.bootstrap)
                 if completed is not stored:
                     write_result(completed, path)
                 stored = completed
@@ -196,14 +173,14 @@ def board_results(
     gathering: Gathering,
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Every chosen method's result in ``scenario`` on ``preset`` (reused or scored), and failures."""
-    root = gathering.results_root
+    root = gathering.context.results_dir
     return gather_results(
         chosen,
         lambda method_cls: gathering.reused(method_cls, preset, scenario, prepared, (root,)),
         lambda method_cls: gathering.score(method_cls, preset, scenario, root),
         lambda name: result_paths(root, preset.name, name, scenario.name)[0],
         scenario.board(preset, prepared, "").doing,
-        gathering.echo,
+        gathering.context.echo,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from local_eval.cache import atomic_write_bytes
-from local_eval.scoring.executors import Executor
+from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.metric import max_epsilon
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.runner import resolve_preset, score_method
@@ -33,33 +33,19 @@ def evaluate_method(
     n_models: int | None = None,
     *,
     scenario: Scenario | None = None,
-    device: torch.device | str | None = None,
-    results_dir: Path | str | None = None,
-    progress: bool = True,
-    echo: bool = True,
-    executor: Executor | None = None,
-    bootstrap: int | None = None,
+    context: Context | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Score ``method`` in ``scenario`` (``runner.score_method``), draw its plot, print its summary.
 
-    Reference models and runs are tasks of ``executor`` (default: in this process),
-    one model or run per task. Writes ``results/<folder>/<method>.json`` and
-    ``.png`` and returns the JSON's content.
-    ``bootstrap`` is B for the intervals (None: the default for the forget set's size).
+    ``context`` (default: ``make_context()``) says where reference models and runs
+    are made, one model or run per task of its executor, and B for the intervals.
+    Writes ``<context.results_dir>/<folder>/<method>.json`` and ``.png``, prints the
+    summary when ``context.echo``, and returns the JSON's content.
     """
+    context = context or make_context()
     scored = score_method(
-        method,
-        preset,
-        overrides,
-        n_models,
-        scenario=scenario,
-        device=device,
-        results_dir=results_dir,
-        progress=progress,
-        executor=executor,
-        bootstrap=bootstrap,
-        **options,
+        method, preset, overrides, n_models, scenario=scenario, context=context, **options
     )
     result = scored.result
     mode = "" if result["mode"] == COMPETITION else f" ({result['mode']})"
@@ -72,7 +58,7 @@ def evaluate_method(
         scored.unlearned[-1],
         scored.reference[-1],
     )
-    if echo:
+    if context.echo:
         print(format_summary(result))
     return result
 
@@ -85,38 +71,23 @@ def evaluate_splits(
     n_models: int | None = None,
     *,
     scenario: Scenario | None = None,
-    device: torch.device | str | None = None,
-    results_dir: Path | str | None = None,
-    progress: bool = True,
-    echo: bool = True,
-    bootstrap: int | None = None,
-    executor: Executor | None = None,
+    context: Context | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Score ``method`` on K independent reference sets (``several_splits.split_presets``).
 
     Split 0 is the preset itself (its results and references are reused); split j
     files its result under ``results/<preset>-split<j>/``. Prints each split's
-    summary, then the mean and spread over the K. ``executor`` as for
+    summary, then the mean and spread over the K. ``context`` as for
     ``evaluate_method``, split after split.
     """
+    context = context or make_context()
     base = resolve_preset(preset, options, n_models)
     results = [
-        evaluate_method(
-            method,
-            split,
-            overrides,
-            scenario=scenario,
-            device=device,
-            results_dir=results_dir,
-            progress=progress,
-            echo=echo,
-            bootstrap=bootstrap,
-            executor=executor,
-        )
+        evaluate_method(method, split, overrides, scenario=scenario, context=context)
         for split in split_presets(base, k)
     ]
-    if echo:
+    if context.echo:
         print(format_splits_summary(results))
     return results
 

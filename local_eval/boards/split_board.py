@@ -17,8 +17,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from local_eval.boards.board_data import board_data, figures, number
 from local_eval.boards.kaggle_order import agreement_table, kaggle_agreement
 from local_eval.boards.leaderboard import (
@@ -35,10 +33,9 @@ from local_eval.boards.leaderboard import (
 )
 from local_eval.boards.plots import plot_splits
 from local_eval.cache import repo_root
-from local_eval.devices import default_device
-from local_eval.scoring.executors import Executor
+from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.presets import Preset
-from local_eval.scoring.results import default_results_dir, results_folder
+from local_eval.scoring.results import results_folder
 from local_eval.scoring.runner import resolve_preset
 from local_eval.scoring.scenarios import Prepared, Scenario, score_cell
 from local_eval.scoring.scenarios.standard import Standard
@@ -63,35 +60,29 @@ def build_split_leaderboard(
     *,
     scenario: Scenario | None = None,
     only: list[str] | None = None,
-    device: torch.device | str | None = None,
-    results_dir: Path | str | None = None,
+    context: Context | None = None,
     docs_dir: Path | str | None = None,
     rerun: bool = False,
-    progress: bool = True,
-    echo: bool = True,
-    bootstrap: int | None = None,
-    executor: Executor | None = None,
     **options: Any,
 ) -> Path:
     """Score (or reuse) methods on ``k`` splits; write ``docs/leaderboard-<folder>-splits<k>.md``, .json, .png.
 
     Split j's results go to ``results/<preset>-split<j>[-<scenario>]/`` (split 0:
     the preset's own folder). A scenario's companion scores are not shown here.
-    ``executor`` makes every split's references and runs as on a one-split
-    board, one split after another.
+    ``context`` makes every split's references and runs as on a one-split board,
+    one split after another.
     """
     scenario = scenario or Standard()
+    context = context or make_context()
     base = resolve_preset(preset, options, n_models)
-    device = torch.device(device) if device is not None else default_device()
-    root = Path(results_dir) if results_dir is not None else default_results_dir()
     chosen, left_out = choose_methods(only)
-    gathering = Gathering(root, device, rerun, progress, echo, bootstrap, executor)
+    gathering = Gathering(context, rerun)
     splits, failures = [], {}
     for j, split in enumerate(split_presets(base, k)):
-        prepared = scenario.prepare(split, device, progress, executor=executor)
+        prepared = scenario.prepare(split, context)
         rows, failed = board_results(chosen, split, scenario, prepared, gathering)
         failures.update({f"{name} (split {j})": message for name, message in failed.items()})
-        ceiling = board_ceilings(prepared, bootstrap)[-1]
+        ceiling = board_ceilings(prepared, context.bootstrap)[-1]
         splits.append(SplitRows(split, prepared, rows, ceiling, ties_with_leader(rows)))
     summary = aggregate_splits([{row["method"]: row["score"] for row in s.rows} for s in splits])
     text, data = split_board_and_data(scenario, base, splits, summary, failures, left_out)
@@ -104,9 +95,8 @@ def build_split_leaderboard(
         [s.ceiling["score"] for s in splits],
     )
     make_argument = " ".join(filter(None, [scenario.make_argument, f"SPLITS={k}"]))
-    return write_board(
-        docs, stem, text, base, make_argument, list(chosen) if left_out else None, echo, data
-    )
+    named = list(chosen) if left_out else None
+    return write_board(docs, stem, text, base, make_argument, named, context.echo, data)
 
 
 def split_board_and_data(

@@ -15,17 +15,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from local_eval.cache import atomic_write_json, repo_root
+from local_eval.cache import atomic_write_json
+from local_eval.scoring.context import default_results_dir
 from local_eval.scoring.method_calls import method_source_hash, resolve_hyperparameters
 from local_eval.scoring.presets import Preset, preset_options
 from local_eval.scoring.scenarios import COMPETITION
 from methods.base import BaseMethod
 
 RESULT_FORMAT = 1
-
-
-def default_results_dir() -> Path:
-    return repo_root() / "results"
 
 
 def results_folder(preset: str, mode: str = COMPETITION) -> str:

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from local_eval.devices import default_device
+from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.cost import cost_summary, timed_retraining
-from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
+from local_eval.scoring.executors import Task, TaskLabel, run_tasks
 from local_eval.scoring.intervals import with_intervals
 from local_eval.scoring.method_calls import (
     asset_files,
@@ -85,11 +85,7 @@ def score_method(
     n_models: int | None = None,
     *,
     scenario: Scenario | None = None,
-    device: torch.device | str | None = None,
-    results_dir: Path | str | None = None,
-    progress: bool = True,
-    executor: Executor | None = None,
-    bootstrap: int | None = None,
+    context: Context | None = None,
     **options: Any,
 ) -> Scored:
     """Run ``method`` N times in ``scenario`` (the competition's by default), score it, write the JSON.
@@ -97,33 +93,32 @@ def score_method(
     ``overrides`` are the method's hyperparameters (the CLI's ``--set``; strings
     are read as the default's type); ``options`` are preset fields (``data_root``,
     ``batch_format``, ``forget_mode``, ...). Builds (or resumes) the scenario's
-    reference models first. Reference models and runs are tasks of ``executor``
-    (default: one after the other in this process), one model or run per task.
-    ``bootstrap`` is B, the resamples of the result's
-    intervals (``scoring.intervals``; None: its default for the forget set's size;
-    ``NO_INTERVALS`` (0): none, for callers that compare point scores many times,
-    like the tuner's trials, and add intervals later from the stored confidences).
+    reference models first. Reference models and runs are tasks of ``context.executor``
+    (``make_context()``'s default: one after the other in this process), one model or
+    run per task; the JSON goes under ``context.results_dir``. ``context.bootstrap`` is
+    B, the resamples of the result's intervals (``scoring.intervals``; None: its
+    default for the forget set's size; ``NO_INTERVALS`` (0): none, for callers that
+    compare point scores many times, like the tuner's trials, and add intervals later
+    from the stored confidences).
     """
     scenario = scenario or Standard()
+    context = context or make_context()
     method_cls = resolve_method(method)
     preset = resolve_preset(preset, options, n_models)
-    device = torch.device(device) if device is not None else default_device()
+    device = context.device
     params = resolve_hyperparameters(method_cls, overrides)
     started = time.perf_counter()
 
-    executor = executor or LocalExecutor(device)
-    prepared = scenario.prepare(preset, device, progress, executor=executor)
+    prepared = scenario.prepare(preset, context)
     # Timed first, where the runs are timed: the denominator of every time fraction below.
-    retraining = timed_retraining(prepared.final, device, executor=executor)
+    retraining = timed_retraining(prepared.final, device, executor=context.executor)
     stored_runs = run_cache(
         method_identity(method_cls, params, preset),
         prepared.record,
         [step.refs.key for step in prepared.steps],
         device,
     )
-    runs, confidences, resumed = serve(
-        method_cls, params, preset, prepared, device, progress, executor, stored_runs
-    )
+    runs, confidences, resumed = serve(method_cls, params, preset, prepared, context, stored_runs)
     steps, references = [], []
     for j, step in enumerate(prepared.steps):
         references.append(stack_confidences(step.refs.reference))
@@ -150,7 +145,9 @@ def score_method(
             del run["steps"]
     seconds_per_run = _mean([run["seconds"] for run in runs])
     cost = cost_summary([{key: run[key] for key in COST_KEYS} for run in runs], refs, retraining)
-    json_path, plot_path = result_paths(results_dir, preset.name, method_cls.name, scenario.name)
+    json_path, plot_path = result_paths(
+        context.results_dir, preset.name, method_cls.name, scenario.name
+    )
     result = {
         "format": RESULT_FORMAT,
         "mode": scenario.name,
@@ -185,8 +182,8 @@ def score_method(
         "json_path": str(json_path),
         "plot_path": str(plot_path),
     }
-    if bootstrap != NO_INTERVALS:
-        result = with_intervals(result, refs, bootstrap)
+    if context.bootstrap != NO_INTERVALS:
+        result = with_intervals(result, refs, context.bootstrap)
     write_result(result, json_path)
     stored_runs.discard()
     return Scored(result=result, unlearned=confidences, reference=references)
@@ -197,15 +194,13 @@ def serve(
     params: dict[str, Any],
     preset: Preset,
     prepared: Prepared,
-    device: torch.device,
-    progress: bool,
-    executor: Executor | None = None,
+    context: Context,
     stored: RunCache | None = None,
 ) -> tuple[list[dict[str, Any]], list[torch.Tensor], list[int]]:
     """Per run: its seed, total cost, final accuracies and each step's; per step: confidences;
     and the indices of the runs ``stored`` already held.
 
-    Each run is one task of ``executor`` (default: here, on ``device``) making the
+    Each run is one task of ``context.executor`` making the
     scenario's calls in order on one model, so one run's calls follow each other
     without another run's in between, as they would in a deployment. Runs come
     back in index order whatever order they finished in; if some fail,
@@ -213,7 +208,6 @@ def serve(
     ``stored``, each run is kept there as it finishes and the runs it already
     holds are not run again (``run_cache``), so a killed scoring resumes.
     """
-    executor = executor or LocalExecutor(device)
     done = stored.finished(preset.n_models) if stored is not None else {}
     resumed = sorted(done)
     plan = run_plan(method_cls, params, preset, prepared)
@@ -235,8 +229,9 @@ def serve(
         done[index] = run
 
     run_tasks(
-        executor, tasks, finished, f"{method_cls.name} runs", progress=progress, initial=len(resumed)
-    )
+        context.executor, tasks, finished, f"{method_cls.name} runs",
+        progress=context.progress, initial=len(resumed),
+    )  # fmt: skip
     runs = [done[i] for i in range(preset.n_models)]
     per_run = [run.pop("step_confidences") for run in runs]
     steps = range(len(prepared.steps))

@@ -12,13 +12,14 @@ passes fraction.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
 import torch
 
 from local_eval.boards.report import evaluate_method
-from local_eval.devices import default_device
+from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.intervals import needs_intervals, with_intervals
 from local_eval.scoring.presets import Preset, apply_overrides
 from local_eval.scoring.references import build_references
@@ -63,21 +64,14 @@ def split_preset(preset: Preset, split: int) -> Preset:
     return split_presets(preset, split + 1)[split]
 
 
-def make_scorer(
-    preset: Preset,
-    runs_dir: Path,
-    *,
-    device: torch.device | str | None = None,
-    progress: bool = False,
-    executor: Any = None,
-) -> ScoreTrial:
+def make_scorer(preset: Preset, runs_dir: Path, context: Context) -> ScoreTrial:
     """A ``ScoreTrial`` on ``preset``'s splits, filing each result under ``runs_dir/<label>/``.
 
     Results go to their own folder, never to ``results/<preset>/<method>.json``,
-    so tuning leaves the boards' results alone. ``executor`` (default: in this
-    process) runs every trial's runs unless a call names its own.
+    so tuning leaves the boards' results alone. ``context``'s executor runs every
+    trial's runs unless a call names its own; trials print nothing, whatever
+    ``context.echo`` says.
     """
-    default_executor = executor
 
     def score_trial(
         method_cls: type[BaseMethod],
@@ -91,18 +85,19 @@ def make_scorer(
     ) -> TrialScore:
         target = resolve_preset(split_preset(preset, split), {}, n_models)
         folder = Path(runs_dir) / label
-        stored = completed_result(method_cls, params, target, folder, device) if intervals else None
-        result = stored or evaluate_method(
-            method_cls,
-            target,
-            overrides=params,
-            device=device,
-            results_dir=folder,
-            progress=progress,
-            echo=False,
-            executor=executor or default_executor,
-            bootstrap=None if intervals else NO_INTERVALS,
+        stored = (
+            completed_result(method_cls, params, target, folder, context.device)
+            if intervals
+            else None
         )
+        trial = dataclasses.replace(
+            context,
+            executor=executor or context.executor,
+            echo=False,
+            bootstrap=None if intervals else NO_INTERVALS,
+            results_dir=folder,
+        )
+        result = stored or evaluate_method(method_cls, target, overrides=params, context=trial)
         interval = result.get("intervals")
         return {
             "score": result["score"],
@@ -122,8 +117,11 @@ def completed_result(
     folder: Path,
     device: torch.device | str | None = None,
 ) -> dict[str, Any] | None:
-    """The result filed under ``folder`` for exactly this run, with intervals added and written back."""
-    prepared = Standard().prepare(preset, device or default_device(), False)
+    """The result filed under ``folder`` for exactly this run, with intervals added and written back.
+
+    Its references are loaded on ``device`` (any missing one is built in this process).
+    """
+    prepared = Standard().prepare(preset, make_context(device=device, progress=False))
     path, _ = result_paths(folder, preset.name, method_cls.name, Standard.name)
     stored = stored_if_current(path, method_cls, preset, params, **prepared.reuse)
     if stored is None:
@@ -134,12 +132,10 @@ def completed_result(
     return stored
 
 
-def prepare_split(
-    preset: Preset, split: int, n_models: int, *, progress: bool = True, executor: Any = None
-) -> None:
+def prepare_split(preset: Preset, split: int, n_models: int, context: Context) -> None:
     """Build split ``split``'s reference models once, before several workers would race to."""
     build_references(
         split_preset(apply_overrides(preset, {"n_models": n_models}), split),
-        progress=progress,
-        executor=executor,
+        progress=context.progress,
+        executor=context.executor,
     )

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from local_eval.cache import repo_root
 from local_eval.errors import EvalError
+from local_eval.scoring.context import default_results_dir, make_context
 from local_eval.scoring.executors import DEFAULT_GPU_FRACTION, make_executor
 from local_eval.scoring.method_calls import (
     method_source_hash,
@@ -32,7 +33,6 @@ from local_eval.scoring.method_calls import (
     resolve_method,
 )
 from local_eval.scoring.presets import MIN_N_MODELS, preset_options
-from local_eval.scoring.results import default_results_dir
 from local_eval.scoring.runner import resolve_preset
 from local_eval.tuning.report import report_paths, summarise, summary_lines, write_report
 from local_eval.tuning.scorer import make_scorer, prepare_split
@@ -83,19 +83,15 @@ def tune(request: TuneRequest) -> dict[str, Any] | None:
     _quiet_optuna()
     _check_request(request)
     setup = _setup(request, fresh=request.fresh)
-    with closing(setup["executor"]):
+    with closing(setup["context"].executor):
         return _tune(request, setup)
 
 
 def _tune(request: TuneRequest, setup: dict[str, Any]) -> dict[str, Any] | None:
-    executor = setup["executor"]
     if request.report:
         _queue_defaults(setup)
     # Reference models are built here, with their progress bars, before any worker needs them.
-    prepare_split(
-        setup["preset"], TUNING_SPLIT, setup["n_models"], progress=request.progress,
-        executor=executor,
-    )
+    prepare_split(setup["preset"], TUNING_SPLIT, setup["n_models"], setup["context"])
     children = []
     if request.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // request.workers))
@@ -119,10 +115,7 @@ def _tune(request: TuneRequest, setup: dict[str, Any]) -> dict[str, Any] | None:
             tqdm.write(f"worker {index} exited with code {child.exitcode} (its message is above)")
     if not request.report:
         return None
-    prepare_split(
-        setup["preset"], HELDOUT_SPLIT, setup["n_models"], progress=request.progress,
-        executor=executor,
-    )
+    prepare_split(setup["preset"], HELDOUT_SPLIT, setup["n_models"], setup["context"])
     summary = summarise(
         setup["study"], setup["method_cls"], setup["space"], setup["defaults"],
         setup["score_trial"], setup["n_models"],
@@ -144,7 +137,7 @@ def worker_process(request: TuneRequest, workers: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     try:
         setup = _setup(request, fresh=False)
-        with closing(setup["executor"]):
+        with closing(setup["context"].executor):
             _work(setup, request, wait_for_others=False)
     except EvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -209,8 +202,11 @@ def _setup(request: TuneRequest, *, fresh: bool) -> dict[str, Any]:
         request.executor, address=request.ray_address, cpus=request.task_cpus,
         gpus=request.task_gpus,
     )
+    # Progress bars for the references this process builds; none for each trial's runs.
+    context = make_context(executor=executor, progress=request.progress, results_dir=results_dir)
     score_trial = make_scorer(
-        preset, runs_dir(results_dir, preset.name, method_cls.name), executor=executor
+        preset, runs_dir(results_dir, preset.name, method_cls.name),
+        dataclasses.replace(context, progress=False),
     )
     return {
         "method_cls": method_cls,
@@ -222,7 +218,7 @@ def _setup(request: TuneRequest, *, fresh: bool) -> dict[str, Any]:
         "study": study,
         "study_file": study_file,
         "score_trial": score_trial,
-        "executor": executor,
+        "context": context,
     }
 
 

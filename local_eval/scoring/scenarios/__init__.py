@@ -5,7 +5,7 @@ the rest for every scenario alike:
 
 - *which reference sets*: ``prepare()`` builds (or loads) the models a method is
   scored against, one ``Step`` per call the method gets in a run, each missing
-  model a task of the executor it is given (``scoring.executors``);
+  model a task of its context's executor (``scoring.context``, ``scoring.executors``);
 - *how the method is served*: each ``Step`` says what the loaders hold, what the
   call is scored on and what it is offered beyond the loaders (through
   ``methods.common.scenario_context()``); the runner calls the method once per
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from local_eval.errors import EvalError
-from local_eval.scoring.executors import Executor
+from local_eval.scoring.context import Context
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.references import EvalData, References
 
@@ -104,13 +104,7 @@ class Scenario(Protocol):
     make_argument: str
     companion: str | None
 
-    def prepare(
-        self,
-        preset: Preset,
-        device: Any,
-        progress: bool,
-        executor: Executor | None = None,
-    ) -> Prepared: ...
+    def prepare(self, preset: Preset, context: Context) -> Prepared: ...
 
     def board(self, preset: Preset, prepared: Prepared, generated: str) -> Board: ...
 

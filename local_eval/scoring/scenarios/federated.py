@@ -37,6 +37,7 @@ from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, op
 from local_eval.cache_integrity import cache_folder
 from local_eval.devices import default_device, synchronize
 from local_eval.errors import EvalError
+from local_eval.scoring.context import Context
 from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import Preset, model_options
@@ -99,15 +100,13 @@ class Federated:
     def make_argument(self) -> str:
         return f"FEDERATED={self.clients}"
 
-    def prepare(
-        self,
-        preset: Preset,
-        device: Any = None,
-        progress: bool = True,
-        executor: Executor | None = None,
-    ) -> Prepared:
+    def prepare(self, preset: Preset, context: Context) -> Prepared:
         federation = federated_references(
-            preset, self, device=device, progress=progress, executor=executor
+            preset,
+            self,
+            device=context.device,
+            progress=context.progress,
+            executor=context.executor,
         )
         refs = federation.refs
         offered = {"scenario": MODE, "server_state": str(federation.server_state)}

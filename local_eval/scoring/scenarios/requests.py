@@ -29,6 +29,7 @@ from local_eval.cache import atomic_write_json, cache_dir, options_key
 from local_eval.cache_integrity import cache_folder
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
+from local_eval.scoring.context import Context
 from local_eval.scoring.executors import Executor, LocalExecutor
 from local_eval.scoring.presets import Preset, model_options
 from local_eval.scoring.references import (
@@ -148,15 +149,13 @@ class Requests:
     def make_argument(self) -> str:
         return f"REQUESTS={self.k}"
 
-    def prepare(
-        self,
-        preset: Preset,
-        device: Any = None,
-        progress: bool = True,
-        executor: Executor | None = None,
-    ) -> Prepared:
+    def prepare(self, preset: Preset, context: Context) -> Prepared:
         plan, refs = request_references(
-            preset, self.k, device=device, progress=progress, executor=executor
+            preset,
+            self.k,
+            device=context.device,
+            progress=context.progress,
+            executor=context.executor,
         )
         data = refs[-1].data
         steps = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from local_eval.scoring.executors import Executor
+from local_eval.scoring.context import Context
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.references import build_references
 from local_eval.scoring.scenarios import (
@@ -27,14 +27,10 @@ class Standard:
     make_argument = ""
     companion = None
 
-    def prepare(
-        self,
-        preset: Preset,
-        device: Any = None,
-        progress: bool = True,
-        executor: Executor | None = None,
-    ) -> Prepared:
-        refs = build_references(preset, device=device, progress=progress, executor=executor)
+    def prepare(self, preset: Preset, context: Context) -> Prepared:
+        refs = build_references(
+            preset, device=context.device, progress=context.progress, executor=context.executor
+        )
         return Prepared(
             steps=(Step(refs=refs, given=refs.data),), record={}, reuse={"references_key": refs.key}
         )
