@@ -294,7 +294,9 @@ def test_make_runs_the_one_rule_with_its_variables_in_the_environment(tmp_path):
 
     if shutil.which("make") is None:
         pytest.skip("no make")
-    plan = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    outside_make = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    plan = subprocess.run(["make", "--no-print-directory", "-n", "test"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env=outside_make)  # as from a shell, even under `make test`
     lines = [line.strip() for line in plan.stdout.splitlines()]  # `make test` checks the notebooks first
     assert ".venv/bin/python -m cli --make check-notebooks" in lines and lines[-1] == ".venv/bin/python -m pytest -q"
     env = {**os.environ, "UNLEARNKIT_CACHE": str(tmp_path), "PRESET": "smoke", "N": "3", "STATUS": "1"}
