@@ -76,10 +76,31 @@ def takes_name(cls: type) -> bool:
 
 
 def new_method(cls: type[BaseMethod], **hyperparameters) -> BaseMethod:
-    """An instance of ``cls`` with ``hyperparameters``, its name passed the starter kit's way when it takes one."""
-    if takes_name(cls):
-        return cls(**{NAME: method_name(cls)}, **hyperparameters)
-    return cls(**hyperparameters)
+    """An instance of ``cls`` with ``hyperparameters``, its name passed the starter kit's way when it takes one.
+
+    A hyperparameter ``__init__`` takes is passed to it; any other (an attribute
+    ``__init__`` sets without taking it, ``self.steps = 3``) is set on the
+    instance afterwards, as the notebook's constant would be.
+    """
+    accepted = init_parameters(cls)
+    passed = {k: v for k, v in hyperparameters.items() if accepted is None or k in accepted}
+    method = cls(**{NAME: method_name(cls)}, **passed) if takes_name(cls) else cls(**passed)
+    for key, value in hyperparameters.items():
+        if key not in passed:
+            setattr(method, key, value)
+    return method
+
+
+def init_parameters(cls: type) -> set[str] | None:
+    """The hyperparameters ``cls.__init__`` takes by keyword; None when it takes ``**kwargs`` (any)."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return {
+        p.name
+        for p in parameters
+        if p.name not in ("self", NAME) and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
 
 
 def _name_parameter_default(cls: type) -> object:

@@ -97,3 +97,9 @@ def test_starter_kits_my_method_gets_every_refusal_in_one_report():
             marker,
             report,
         )
+
+
+def test_a_hyperparameter_init_sets_without_taking_is_set_on_the_instance_not_passed():
+    cls = resolve_target(str(CORPUS / "name_with_default.py")).cls
+    method = new_method(cls, **{**new_method(cls).hyperparameters(), "steps": 5, "lr": 0.1})
+    assert (method.steps, method.lr, method.get_name()) == (5, 0.1, "corpus_named")
