@@ -109,13 +109,18 @@ ORGANISERS_RETRAIN_RECIPE = dataclasses.replace(
 )
 
 
-def recipe_options(recipe: Recipe) -> dict[str, Any]:
-    """The recipe as a cache key sees it: every field, minus later fields at their default."""
+def _without_later_defaults(recipe: Recipe, later: tuple[str, ...]) -> dict[str, Any]:
+    """Every field of ``recipe``, minus the ``later`` ones while they are at their default."""
     options = dataclasses.asdict(recipe)
     for field in dataclasses.fields(Recipe):
-        if field.name in _KEYED_ONLY_WHEN_CHANGED and options[field.name] == field.default:
+        if field.name in later and options[field.name] == field.default:
             del options[field.name]
     return options
+
+
+def recipe_options(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as a cache key sees it: every field, minus later fields at their default."""
+    return _without_later_defaults(recipe, _KEYED_ONLY_WHEN_CHANGED)
 
 
 # Fields added after result files existed: left out of a result's options while at
@@ -125,11 +130,7 @@ _IN_RESULTS_ONLY_WHEN_CHANGED = ("precision",)
 
 def recipe_result_options(recipe: Recipe) -> dict[str, Any]:
     """The recipe as a result file records it: every field, minus later fields at their default."""
-    options = dataclasses.asdict(recipe)
-    for field in dataclasses.fields(Recipe):
-        if field.name in _IN_RESULTS_ONLY_WHEN_CHANGED and options[field.name] == field.default:
-            del options[field.name]
-    return options
+    return _without_later_defaults(recipe, _IN_RESULTS_ONLY_WHEN_CHANGED)
 
 
 def validate_recipe(recipe: Recipe, where: str = "recipe") -> list[str]:
