@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "decode_once.md")
     args = parser.parse_args(argv)
 
-    from local_eval.cache import atomic_write_text
     from local_eval.replica.mock_input import build_mock_input
+    from local_eval.store.files import atomic_write_text
 
     data_dir = build_mock_input(
         dataset="fashion_mnist", n_train=args.n_train, n_val=args.n_val, epochs=1, progress=False

@@ -29,10 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench_metric import device_name, finished_at, write_results  # noqa: E402
 
-from local_eval.cache import CACHE_ENV  # noqa: E402
+from local_eval.data.roles import load_eval_data  # noqa: E402
 from local_eval.scoring.executors import make_executor  # noqa: E402
 from local_eval.scoring.presets import get_preset  # noqa: E402
-from local_eval.scoring.references import build_references, load_eval_data  # noqa: E402
+from local_eval.scoring.references import build_references  # noqa: E402
+from local_eval.store.files import CACHE_ENV  # noqa: E402
 
 
 def timed_build(preset, data, executor) -> tuple[float, float]:

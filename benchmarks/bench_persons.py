@@ -37,9 +37,10 @@ from benchmarks.bench_metric import finished_at  # noqa: E402
 from builder.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
 from local_eval.boards.board_orders import agreement_text, order_agreement, read_board  # noqa: E402
 from local_eval.data.persons import person_similarity  # noqa: E402
+from local_eval.data.roles import load_eval_data  # noqa: E402
 from local_eval.scoring.executors import make_executor  # noqa: E402
 from local_eval.scoring.presets import get_preset  # noqa: E402
-from local_eval.scoring.references import build_references, load_eval_data  # noqa: E402
+from local_eval.scoring.references import build_references  # noqa: E402
 
 KAGGLE_LINE = "**Against Kaggle's order.**"
 

@@ -36,10 +36,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench_metric import device_name, finished_at, write_results  # noqa: E402
 
+from local_eval.data.roles import load_eval_data, train_indices  # noqa: E402
 from local_eval.devices import synchronize  # noqa: E402
 from local_eval.scoring.models import build_model  # noqa: E402
 from local_eval.scoring.presets import get_preset  # noqa: E402
-from local_eval.scoring.references import load_eval_data, retrained_seed, train_indices  # noqa: E402
+from local_eval.scoring.references import retrained_seed  # noqa: E402
 from local_eval.scoring.training import train_model  # noqa: E402
 
 ARCHES = ("resnet18_w8", "resnet18_w16", "resnet18")

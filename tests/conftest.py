@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from local_eval.cache import CACHE_ENV
+from local_eval.store.files import CACHE_ENV
 
 TINY_MOCK_OPTIONS = {
     "dataset": "synthetic",

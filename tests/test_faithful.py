@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from local_eval.data.datasets import load_dataset
+from local_eval.data.roles import load_eval_data
 from local_eval.data.splits import make_person_count_split, pooled_partition
 from local_eval.errors import EvalError
 from local_eval.scoring import training
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import get_preset, validate_preset
-from local_eval.scoring.references import load_eval_data, references_key
+from local_eval.scoring.references import references_key
 from local_eval.scoring.training import Recipe, inverse_count_weights, train_model
 
 # The keys at commit a0be3e6, before the recipe and layout options existed.

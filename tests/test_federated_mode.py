@@ -12,12 +12,11 @@ import torch
 
 from local_eval.boards.leaderboard import build_leaderboard
 from local_eval.boards.report import evaluate_method
-from local_eval.cache import CACHE_ENV
+from local_eval.data.roles import load_eval_data
 from local_eval.errors import EvalError
 from local_eval.scoring.context import make_context
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import get_preset
-from local_eval.scoring.references import load_eval_data
 from local_eval.scoring.runner import run_plan, unlearning_run_task
 from local_eval.scoring.scenarios import federated
 from local_eval.scoring.scenarios.federated import (
@@ -27,6 +26,7 @@ from local_eval.scoring.scenarios.federated import (
     federated_references,
 )
 from local_eval.scoring.training import Recipe, train_model
+from local_eval.store.files import CACHE_ENV
 from methods.base import BaseMethod
 from methods.common import SCENARIO_ENV
 from methods.ftsu import load_server_state

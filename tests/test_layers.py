@@ -9,7 +9,7 @@ import pytest
 
 LOCAL_EVAL = Path(__file__).resolve().parent.parent / "local_eval"
 # core 0 < data 1 < scoring 2 < replica, boards 3 < tuning 4; replica and boards never import each other.
-RANKS = {"core": 0, "data": 1, "scoring": 2, "replica": 3, "boards": 3, "tuning": 4}
+RANKS = {"core": 0, "store": 0, "data": 1, "scoring": 2, "replica": 3, "boards": 3, "tuning": 4}
 ALLOWED_METHOD_MODULES = {"methods", "methods.base", "methods.common", "methods.search_space"}
 METHODS = LOCAL_EVAL.parent / "methods"
 MODULES = sorted(LOCAL_EVAL.rglob("*.py"))

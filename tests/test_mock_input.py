@@ -12,12 +12,6 @@ import torch
 from PIL import Image
 from torchvision.models import resnet18
 
-from local_eval.cache import (
-    atomic_write_json,
-    atomic_write_text,
-    cache_dir,
-    options_key,
-)
 from local_eval.data.datasets import load_dataset
 from local_eval.data.splits import make_split
 from local_eval.errors import EvalError
@@ -26,6 +20,12 @@ from local_eval.replica.mock_input import (
     build_mock_input,
     read_mock_options,
     write_empty_mock,
+)
+from local_eval.store.files import (
+    atomic_write_json,
+    atomic_write_text,
+    cache_dir,
+    options_key,
 )
 
 # The cheapest build that still exercises every step: cache tests rebuild it several times.

@@ -138,9 +138,9 @@ def _timed_recipes(monkeypatch, limit):
     """Run the timed-retraining task on small data; return the recipes it trained with and its timing."""
     import dataclasses
 
+    from local_eval.data.roles import load_eval_data
     from local_eval.scoring import cost
     from local_eval.scoring.presets import get_preset
-    from local_eval.scoring.references import load_eval_data
 
     preset = get_preset("smoke", {"n_models": 3, "train_size": 120, "val_size": 16, "test_size": 32})
     preset = dataclasses.replace(

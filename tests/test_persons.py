@@ -10,10 +10,11 @@ import torch
 
 from local_eval.data.datasets import load_dataset
 from local_eval.data.persons import film_persons, person_similarity, subjects
+from local_eval.data.roles import load_eval_data
 from local_eval.data.splits import assign_persons
 from local_eval.errors import EvalError
 from local_eval.scoring.presets import PRESETS, get_preset
-from local_eval.scoring.references import load_eval_data, references_key
+from local_eval.scoring.references import references_key
 
 # The faithful family's keys before persons had an identity (commit a01931a): their
 # ``_groups`` shortcuts must keep them, so references built then still serve.

@@ -12,7 +12,6 @@ import dataclasses
 import pytest
 import torch
 
-from local_eval.cache import CACHE_ENV
 from local_eval.errors import EvalError
 from local_eval.scoring.context import make_context
 from local_eval.scoring.executors import (
@@ -33,6 +32,7 @@ from local_eval.scoring.scenarios import Prepared, Step
 from local_eval.scoring.scenarios.federated import Federated
 from local_eval.scoring.scenarios.requests import Requests
 from local_eval.scoring.training import Recipe
+from local_eval.store.files import CACHE_ENV
 from methods import all_method_handlers
 from methods.base import BaseMethod
 from methods.common import scenario_context

@@ -12,14 +12,15 @@ import torch
 from local_eval.boards import leaderboard
 from local_eval.boards.leaderboard import build_leaderboard
 from local_eval.boards.report import evaluate_method
-from local_eval.cache import CACHE_ENV
+from local_eval.data.roles import load_eval_data
 from local_eval.errors import EvalError
 from local_eval.scoring import references
 from local_eval.scoring.context import make_context
 from local_eval.scoring.presets import get_preset
-from local_eval.scoring.references import load_eval_data, references_key
+from local_eval.scoring.references import references_key
 from local_eval.scoring.scenarios.requests import Requests, plan_requests, request_references
 from local_eval.scoring.training import Recipe
+from local_eval.store.files import CACHE_ENV
 from methods.base import BaseMethod
 
 ONE_EPOCH = Recipe(epochs=1, lr=0.05, batch_size=32, augment=False)

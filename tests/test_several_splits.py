@@ -6,9 +6,10 @@ import math
 
 import pytest
 
+from local_eval.data.roles import load_eval_data
 from local_eval.errors import EvalError
 from local_eval.scoring.presets import get_preset
-from local_eval.scoring.references import load_eval_data, references_key, retrained_seed
+from local_eval.scoring.references import references_key, retrained_seed
 from local_eval.scoring.several_splits import aggregate_splits, split_presets
 
 

@@ -19,8 +19,8 @@ from optuna.trial import TrialState
 from builder.discover import resolve_target
 from builder.extract import extract_unlearning
 from cli.main import main
-from local_eval.cache import CACHE_ENV
 from local_eval.errors import EvalError
+from local_eval.store.files import CACHE_ENV
 from local_eval.tuning.importance import spearman
 from local_eval.tuning.report import pareto_front
 from local_eval.tuning.space import parse_space, search_space

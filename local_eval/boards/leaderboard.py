@@ -22,7 +22,6 @@ from local_eval.boards.kaggle_order import agreement_lines, kaggle_agreement
 from local_eval.boards.plots import plot_board
 from local_eval.boards.report import evaluate_method
 from local_eval.boards.two_metrics import two_metric_lines
-from local_eval.cache import atomic_write_json, atomic_write_text, repo_root
 from local_eval.errors import EvalError
 from local_eval.scoring.bootstrap import tied_with_leader
 from local_eval.scoring.context import Context, make_context
@@ -44,6 +43,7 @@ from local_eval.scoring.runner import resolve_preset, score_models
 from local_eval.scoring.scenarios import Board, Prepared, Scenario, get_scenario
 from local_eval.scoring.scenarios.standard import Standard
 from local_eval.scoring.several_splits import split_origin
+from local_eval.store.files import atomic_write_json, atomic_write_text, repo_root
 from methods.base import BaseMethod
 
 CEILING_LABEL = "*retrain ceiling*"

@@ -28,7 +28,7 @@ from local_eval.boards.kaggle_order import (
     kaggle_agreement,
     share_text,
 )
-from local_eval.cache import atomic_write_bytes
+from local_eval.store.files import atomic_write_bytes
 
 CEILING_COLOUR = "tab:red"
 

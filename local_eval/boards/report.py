@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
-from local_eval.cache import atomic_write_bytes
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.metric import max_epsilon
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.runner import resolve_preset, score_method
 from local_eval.scoring.scenarios import COMPETITION, Scenario, scenario_of
 from local_eval.scoring.several_splits import aggregate_splits, split_presets
+from local_eval.store.files import atomic_write_bytes
 from methods.base import BaseMethod
 
 PLOTTED_EXAMPLES = 4

@@ -32,7 +32,6 @@ from local_eval.boards.leaderboard import (
     write_board,
 )
 from local_eval.boards.plots import plot_splits
-from local_eval.cache import repo_root
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.results import results_folder
@@ -40,6 +39,7 @@ from local_eval.scoring.runner import resolve_preset
 from local_eval.scoring.scenarios import Prepared, Scenario, score_cell
 from local_eval.scoring.scenarios.standard import Standard
 from local_eval.scoring.several_splits import SplitSummary, aggregate_splits, split_presets
+from local_eval.store.files import repo_root
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,6 @@ import nbformat
 import torch
 from nbformat import NotebookNode
 
-from local_eval.cache import atomic_write_json, atomic_write_text
 from local_eval.errors import EvalError
 from local_eval.replica import kaggle_projection, state_leak
 from local_eval.replica.html_export import export_html
@@ -32,6 +31,7 @@ from local_eval.replica.input_validation import check_competition_input
 from local_eval.replica.instrument import instrumented_copy, marker_payload
 from local_eval.replica.kernel import check_kernel_exists, ensure_kernel
 from local_eval.replica.notebook_failure import describe_failure
+from local_eval.store.files import atomic_write_json, atomic_write_text
 
 KAGGLE_CALLS = 512  # checkpoints the competition's scorer asks for
 NUM_CLASSES = 10

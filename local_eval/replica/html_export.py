@@ -11,8 +11,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from local_eval.cache import atomic_write_text
 from local_eval.errors import EvalError
+from local_eval.store.files import atomic_write_text
 
 
 class HtmlExportFailed(EvalError):

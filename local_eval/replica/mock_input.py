@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from local_eval.cache import atomic_directory, atomic_write_text, cache_dir, options_key
 from local_eval.data.datasets import DATASETS, load_dataset
 from local_eval.data.splits import assign_persons, make_split
 from local_eval.errors import EvalError
 from local_eval.scoring.models import ARCHITECTURES, build_model
 from local_eval.scoring.training import Recipe, evaluate_accuracy, train_model
+from local_eval.store.files import atomic_directory, atomic_write_text, cache_dir, options_key
 
 CSV_COLUMNS = ("image_id", "age_group", "age", "person_id")
 CSV_FILES = ("retain.csv", "forget.csv", "validation.csv")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from local_eval.cache import repo_root
 from local_eval.devices import default_device
 from local_eval.scoring.executors import Executor, LocalExecutor
+from local_eval.store.files import repo_root
 
 
 @dataclasses.dataclass(frozen=True)

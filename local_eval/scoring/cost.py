@@ -16,12 +16,13 @@ from typing import Any
 
 import torch
 
+from local_eval.data.roles import EvalData
 from local_eval.devices import synchronize
 from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
 from local_eval.scoring.models import build_model
 from local_eval.scoring.passes import PassCount, relative_passes, retraining_passes
 from local_eval.scoring.presets import Preset
-from local_eval.scoring.references import EvalData, References
+from local_eval.scoring.references import References
 from local_eval.scoring.timing import RunTiming, time_fraction, time_run
 from local_eval.scoring.training import evaluate_accuracy, train_model
 

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from local_eval.cache import repo_root
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
+from local_eval.store.files import repo_root
 
 EXECUTORS = ("local", "ray")
 ADDRESS_ENV = "RAY_ADDRESS"

@@ -26,14 +26,14 @@ from typing import Any
 import torch
 
 import methods
-from local_eval.cache import repo_root
 from local_eval.data.loaders import make_loader
+from local_eval.data.roles import EvalData
 from local_eval.devices import device_name, synchronize
 from local_eval.errors import EvalError
 from local_eval.scoring.passes import count_passes
 from local_eval.scoring.presets import Preset, preset_options
-from local_eval.scoring.references import EvalData
 from local_eval.scoring.timing import calibration_seconds
+from local_eval.store.files import repo_root
 from methods.base import BaseMethod, new_method
 from methods.common import ASSETS_ENV, SCENARIO_ENV
 

@@ -13,7 +13,6 @@ import dataclasses
 import statistics
 from dataclasses import dataclass
 
-from local_eval.cache_integrity import verified_record
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.references import (
     RECORD_KEYS,
@@ -24,6 +23,7 @@ from local_eval.scoring.references import (
     references_dir,
     weights_path,
 )
+from local_eval.store.entries import verified_record
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ def reference_status(preset: Preset) -> ReferenceStatus:
     finished, seconds, devices, half = 0, [], set(), {}
     for spec in model_specs(preset):
         record = verified_record(
-            metrics_path(directory, spec.role, spec.index),
-            weights_path(directory, spec.role, spec.index),
+            metrics_path(directory, spec),
+            weights_path(directory, spec),
             RECORD_KEYS,
         )
         if record is not None:

@@ -8,7 +8,7 @@ hashes every option shaping it: an interrupted build resumes where it stopped an
 raising N reuses what exists. Each missing model is one task of an executor
 (:mod:`local_eval.scoring.executors`: here, or on Ray); tasks only compute, and
 this process alone writes the cache. Entries are verified before they count as
-present (:mod:`local_eval.cache_integrity`) and claimed, under their lock, before
+present (:mod:`local_eval.store.entries`) and claimed, under their lock, before
 their tasks are dispatched, so two processes on one cache never train or write
 one model twice.
 """
@@ -24,12 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
-from local_eval.cache_integrity import (
+from local_eval.data.roles import EvalData, load_eval_data, train_indices
+from local_eval.devices import synchronize
+from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
+from local_eval.scoring.metric import logit_scaled_confidence
+from local_eval.scoring.models import build_model
+from local_eval.scoring.presets import Preset, model_options
+from local_eval.scoring.training import Recipe, evaluate_accuracy, predict_logits, train_model
+from local_eval.store.checkpoints import DEFAULT_EVERY_SECONDS, EpochCheckpoint
+from local_eval.store.entries import (
     HASH_KEY,
     cache_folder,
     claim_missing,
@@ -37,47 +43,17 @@ from local_eval.cache_integrity import (
     finish_entry,
     load_verified,
 )
-from local_eval.data.datasets import ImageDataset, load_dataset, load_pooled_dataset, subset_dataset
-from local_eval.data.persons import film_persons
-from local_eval.data.splits import (
-    CompetitionSplit,
-    make_person_count_split,
-    make_split,
-    pooled_partition,
-)
-from local_eval.devices import synchronize
-from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
-from local_eval.scoring.metric import logit_scaled_confidence
-from local_eval.scoring.models import build_model
-from local_eval.scoring.presets import Preset, model_options
-from local_eval.scoring.resume import DEFAULT_EVERY_SECONDS, EpochCheckpoint
-from local_eval.scoring.training import Recipe, evaluate_accuracy, predict_logits, train_model
+from local_eval.store.files import atomic_torch_save, atomic_write_json, cache_dir, options_key
 
 # Bump when the stored metrics change meaning, so old caches are not mixed in.
 CACHE_FORMAT = 1
+# The standard reference sets' folder under the cache; scenarios keep theirs beside it.
+STANDARD_KIND = "references"
 # A faithful model saves its training state about once a minute; a cpu-preset one
 # (seconds in all) never does.
 CHECKPOINT_EVERY_SECONDS = DEFAULT_EVERY_SECONDS
 RECORD_KEYS = ("seed", "weights", "forget_confidences", "retain_accuracy", "test_accuracy",
                "forget_accuracy", "train_seconds", "device")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class EvalData:
-    """The examples every model of a preset sees, with the competition's roles.
-
-    ``train`` holds retain + forget (``split`` also knows the persons); ``heldout``
-    comes from the dataset's test split and is cut into ``val`` (given to methods)
-    and ``test`` (test accuracy only). Index sets are int64 tensors.
-    """
-
-    train: ImageDataset
-    split: CompetitionSplit
-    retain: torch.Tensor
-    forget: torch.Tensor
-    heldout: ImageDataset
-    val: torch.Tensor
-    test: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -128,82 +104,23 @@ class References:
         return load_model(self.preset.arch, self.original.path, device)
 
 
-def load_eval_data(preset: Preset) -> EvalData:
-    """The train subset, its retain/forget split and the validation/test examples.
-
-    With ``persons="frames"`` each training person becomes one subject filmed
-    several times (:mod:`local_eval.data.persons`); the split is the same.
-    """
-    if preset.layout == "pooled":
-        train, heldout, val, test = _pooled_roles(preset)
-    else:
-        train, heldout, val, test = _heldout_roles(preset)
-    if preset.forget_persons is not None:
-        split = make_person_count_split(
-            train.labels, preset.seed, preset.forget_persons, preset.forget_fraction
-        )
-    else:
-        split = make_split(
-            train.labels,
-            seed=preset.seed,
-            forget_fraction=preset.forget_fraction,
-            mode=preset.forget_mode,
-        )
-    if preset.persons == "frames":
-        train = film_persons(train, split.person_ids, preset.seed)
-    return EvalData(
-        train=train,
-        split=split,
-        retain=torch.as_tensor(split.retain, dtype=torch.int64),
-        forget=torch.as_tensor(split.forget, dtype=torch.int64),
-        heldout=heldout,
-        val=val,
-        test=test,
-    )
-
-
-def _heldout_roles(preset: Preset) -> tuple[ImageDataset, ImageDataset, torch.Tensor, torch.Tensor]:
-    """Train from the training file; validation and test from the test file."""
-    train = load_dataset(
-        preset.dataset,
-        split="train",
-        data_root=preset.data_root,
-        seed=preset.seed,
-        size=preset.train_size,
-    )
-    heldout = load_dataset(
-        preset.dataset,
-        split="test",
-        data_root=preset.data_root,
-        seed=preset.seed,
-        size=preset.val_size + preset.test_size,
-    )
-    order = torch.randperm(
-        len(heldout.labels), generator=torch.Generator().manual_seed(preset.seed)
-    )
-    val_size = min(preset.val_size, len(order) // 2)
-    return train, heldout, order[:val_size].sort().values, order[val_size:].sort().values
-
-
-def _pooled_roles(preset: Preset) -> tuple[ImageDataset, ImageDataset, torch.Tensor, torch.Tensor]:
-    """The organisers' layout: both files pooled and cut 80/10/10 (validation and test held out)."""
-    pool = load_pooled_dataset(
-        preset.dataset, data_root=preset.data_root, seed=preset.seed, size=preset.train_size
-    )
-    part = pooled_partition(len(pool), preset.seed)
-    heldout = subset_dataset(pool, np.concatenate([part.val, part.test]))
-    val = torch.arange(len(part.val))
-    test = torch.arange(len(part.val), len(part.val) + len(part.test))
-    return subset_dataset(pool, part.train), heldout, val, test
+def reference_options(preset: Preset) -> dict[str, Any]:
+    """Every option that shapes a preset's standard reference model (its manifest)."""
+    return {"cache_format": CACHE_FORMAT, **model_options(preset)}
 
 
 def references_key(preset: Preset) -> str:
     """The cache key: every option that shapes a reference model, hashed."""
-    return options_key({"cache_format": CACHE_FORMAT, **model_options(preset)})
+    return options_key(reference_options(preset))
+
+
+def reference_set_dir(kind: str, options: dict[str, Any]) -> Path:
+    """``<cache>/<kind>/<key of options>``: one folder per reference set, its manifest inside."""
+    return Path(cache_dir()) / kind / options_key(options)
 
 
 def references_dir(preset: Preset) -> Path:
-    return Path(cache_dir()) / "references" / references_key(preset)
+    return reference_set_dir(STANDARD_KIND, reference_options(preset))
 
 
 def retrained_seed(preset: Preset, index: int) -> int:
@@ -220,11 +137,10 @@ class ModelSpec:
     seed: int
 
 
-def model_specs(preset: Preset) -> list[ModelSpec]:
-    """The original, then the 2N retrained models, each with its own seed."""
-    return [ModelSpec("original", 0, preset.seed)] + [
-        ModelSpec("retrained", i, retrained_seed(preset, i)) for i in range(2 * preset.n_models)
-    ]
+def model_specs(preset: Preset, original: bool = True) -> list[ModelSpec]:
+    """The original (unless ``original`` is False), then the 2N retrained models, each with its own seed."""
+    retrained = [ModelSpec("retrained", i, retrained_seed(preset, i)) for i in range(2 * preset.n_models)]
+    return ([ModelSpec("original", 0, preset.seed)] if original else []) + retrained
 
 
 def build_references(
@@ -238,148 +154,130 @@ def build_references(
 
     Models already on disk are never retrained, so calling this again after an
     interruption, or with a larger N, only trains the missing ones. Each missing
-    model is one task of ``executor`` (default: in this process on ``device``);
-    this process alone writes the cache, as each task's result arrives, so a
-    killed build keeps every model finished before it. Failed tasks are reported together at the end.
+    model is one task of ``executor`` (default: in this process on ``device``).
     """
     executor = executor or LocalExecutor(device)
     data = data or load_eval_data(preset)
-    directory = references_dir(preset)
-    cache_folder(directory)
-    manifest = directory / "manifest.json"
-    if not manifest.exists():
-        atomic_write_json(manifest, {"cache_format": CACHE_FORMAT, **model_options(preset)})
-
-    specs = model_specs(preset)
-    started = time.perf_counter()
-    make_models(
+    indices = {role: train_indices(data, role) for role in ("original", "retrained")}
+    return build_reference_set(
         preset,
         data,
-        directory,
-        specs,
-        lambda role: train_indices(data, role),
+        STANDARD_KIND,
+        reference_options(preset),
+        model_specs(preset),
+        lambda directory, spec: reference_task(
+            preset, data, spec, indices[spec.role], directory, progress and executor.name == "local"
+        ),
+        f"reference models ({preset.name})",
         executor,
         progress,
-        f"reference models ({preset.name})",
     )
-    records = [load_record(directory, spec.role, spec.index) for spec in specs]
+
+
+def build_reference_set(
+    preset: Preset,
+    data: EvalData,
+    kind: str,
+    options: dict[str, Any],
+    specs: list[ModelSpec],
+    make_task: Callable[[Path, ModelSpec], Task],
+    desc: str,
+    executor: Executor,
+    progress: bool,
+    original: ModelRecord | None = None,
+    rebuild: Callable[[ModelSpec], bool] | None = None,
+    on_output: Callable[[ModelSpec, dict[str, Any]], None] | None = None,
+) -> References:
+    """The one builder of a cached reference set: standard, per request, or federated.
+
+    The set lives in ``reference_set_dir(kind, options)`` with ``options`` as its
+    manifest. Every entry of ``specs`` that is missing, broken, or asked for by
+    ``rebuild`` is claimed (locked) here before its task (``make_task``) is
+    dispatched, and written by this process alone as its output arrives
+    (``on_output`` first, for what a scenario keeps beside the model), then
+    released: a second process on this cache waits instead of training it again,
+    and a killed build keeps every model finished before it. Failed tasks are
+    reported together at the end (:class:`~local_eval.scoring.executors.TasksFailed`).
+    Without ``original`` the first spec is the original.
+    """
+    directory = reference_set_dir(kind, options)
+    cache_folder(directory)
+    if not (directory / "manifest.json").exists():
+        atomic_write_json(directory / "manifest.json", options)
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        entries = [(spec, metrics_path(directory, spec), weights_path(directory, spec)) for spec in specs]
+        claims = claim_missing(entries, RECORD_KEYS, stack, rebuild)
+        tasks = {}
+        for spec in (spec for spec in specs if spec in claims):
+            task = make_task(directory, spec)
+            tasks[task.label] = (task, spec)
+
+        def write(task: Task, output: dict[str, Any]) -> None:
+            spec = tasks[task.label][1]
+            if on_output is not None:
+                on_output(spec, output)
+            write_reference_model(directory, spec, output)
+            epoch_checkpoint(directory, spec).discard()
+            finish_entry(metrics_path(directory, spec), weights_path(directory, spec), RECORD_KEYS)
+            claims.pop(spec).close()
+
+        run_tasks(
+            executor,
+            [task for task, _ in tasks.values()],
+            write,
+            desc,
+            progress=progress,
+            initial=len(specs) - len(tasks),
+        )
+    records = [load_record(directory, spec) for spec in specs]
+    if original is None:
+        original, records = records[0], records[1:]
     return References(
         preset=preset,
         key=directory.name,
         directory=directory,
         data=data,
-        original=records[0],
-        retrained=tuple(records[1:]),
+        original=original,
+        retrained=tuple(records),
         seconds_this_build=time.perf_counter() - started,
     )
 
 
-def make_models(
+def cached_state(directory: Path, spec: ModelSpec) -> dict[str, torch.Tensor] | None:
+    """The weights of ``spec`` already on disk (its measurements were not): they travel with its task."""
+    weights = weights_path(directory, spec)
+    if not weights.exists():
+        return None
+    return torch.load(weights, map_location="cpu", weights_only=True)
+
+
+def reference_task(
     preset: Preset,
     data: EvalData,
+    spec: ModelSpec,
+    indices: torch.Tensor,
     directory: Path,
-    specs: list[ModelSpec],
-    indices_for: Callable[[str], torch.Tensor],
-    executor: Executor,
     progress: bool,
-    desc: str,
-) -> None:
-    """Make the models of ``specs`` not yet (verifiably) in ``directory``; the driver writes each.
-
-    ``indices_for(role)`` gives the examples a role trains on. Every missing
-    entry is claimed (locked) here before its task is dispatched and released
-    once written, so a second process on this cache waits for it rather than
-    training it again. Raises :class:`~local_eval.scoring.executors.TasksFailed`
-    after the others finished if some failed.
-    """
-    with ExitStack() as stack:
-        claims = claim_entries(directory, specs, stack)
-        missing = [spec for spec in specs if spec in claims]
-        tasks = reference_tasks(
-            preset, data, directory, missing, indices_for,
-            progress and executor.name == "local",
-        )  # fmt: skip
-
-        def write(task: Task, outputs: list[dict[str, Any]]) -> None:
-            label = task.label
-            for index, seed, output in zip(label.indices, label.seeds, outputs):
-                spec = ModelSpec(label.role, index, seed)
-                write_reference_model(directory, spec, output)
-                epoch_checkpoint(directory, spec).discard()
-                finish_claim(directory, spec, claims)
-
-        run_tasks(
-            executor, tasks, write, desc, progress=progress, initial=len(specs) - len(missing)
-        )
-
-
-def claim_entries(
-    directory: Path,
-    specs: list[ModelSpec],
-    stack: ExitStack,
-    also: Callable[[ModelSpec], bool] | None = None,
-) -> dict[ModelSpec, ExitStack]:
-    """The specs whose entry is missing or was broken (and set aside), each with its held lock."""
-    entries = [
-        (spec, metrics_path(directory, spec.role, spec.index), weights_path(directory, spec.role, spec.index))
-        for spec in specs
-    ]  # fmt: skip
-    return claim_missing(entries, RECORD_KEYS, stack, also)
-
-
-def finish_claim(directory: Path, spec: ModelSpec, claims: dict[ModelSpec, ExitStack]) -> None:
-    """Check the entry just written, then release its lock for whoever waits on it."""
-    finish_entry(
-        metrics_path(directory, spec.role, spec.index),
-        weights_path(directory, spec.role, spec.index),
-        RECORD_KEYS,
-    )
-    claims.pop(spec).close()
-
-
-def reference_tasks(
-    preset: Preset,
-    data: EvalData,
-    directory: Path,
-    missing: list[ModelSpec],
-    indices_for: Callable[[str], torch.Tensor],
-    progress: bool,
-) -> list[Task]:
-    """One task per missing model.
-
-    A model whose weights are cached without its measurements travels with its
-    weights and is only measured, never retrained.
-    """
-    indices = {role: indices_for(role) for role in {spec.role for spec in missing}}
-    tasks = []
-    for spec in missing:
-        weights = weights_path(directory, spec.role, spec.index)
-        state = None
-        if weights.exists():
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        tasks.append(_task(preset, data, spec, indices[spec.role], state, progress, directory))
-    return tasks
-
-
-def _task(preset, data, spec, indices, state, progress, directory) -> Task:
-    """One model's :func:`train_reference_task` as a Task."""
+) -> Task:
+    """One model's :func:`train_reference_task`: trained on ``indices``, or only measured if its weights exist."""
     label = TaskLabel(spec.role, (spec.index,), (spec.seed,))
-    args = (preset, data, (spec,), indices, (state,), progress, str(directory))
-    return Task(label, train_reference_task, args)
+    state = cached_state(directory, spec)
+    return Task(label, train_reference_task, (preset, data, spec, indices, state, progress, str(directory)))
 
 
 def train_reference_task(
     preset: Preset,
     data: EvalData,
-    specs: tuple[ModelSpec, ...],
+    spec: ModelSpec,
     indices: torch.Tensor,
-    states: tuple[dict[str, torch.Tensor] | None, ...],
+    state: dict[str, torch.Tensor] | None,
     progress: bool,
     directory: str | None = None,
     *,
     device: torch.device,
-) -> list[dict[str, Any]]:
-    """Train (or, given its weights, only measure) each model; what the driver stores.
+) -> dict[str, Any]:
+    """Train (or, given its weights, only measure) one model; what the driver stores.
 
     Runs wherever the executor puts it. The weights come back as a CPU state_dict
     (None when they were given), with the seconds training took and the
@@ -388,10 +286,7 @@ def train_reference_task(
     resumes from it after a kill; on a node that does not share the cache folder
     it is only lost work, never a wrong model, since the driver checks nothing in it).
     """
-    return [
-        _make_reference_model(preset, data, spec, indices, state, progress, device, directory)
-        for spec, state in zip(specs, states)
-    ]
+    return _make_reference_model(preset, data, spec, indices, state, progress, device, directory)
 
 
 def _make_reference_model(
@@ -462,24 +357,23 @@ def write_reference_model(directory: Path, spec: ModelSpec, output: dict[str, An
     the weights, so a model counts as built only once everything it needs is on
     disk and matches. The caller holds the entry's claim.
     """
-    role, index = spec.role, spec.index
-    weights = weights_path(directory, role, index)
+    weights = weights_path(directory, spec)
     train_seconds = output["train_seconds"]
     if output["state"] is not None:
         atomic_write_json(
-            _partial_path(directory, role, index),
+            _partial_path(directory, spec),
             {"train_seconds": train_seconds, "trainer": output["trainer"]},
         )
         atomic_torch_save(output["state"], weights)
     else:
-        previous = _read_json(_partial_path(directory, role, index))
+        previous = _read_json(_partial_path(directory, spec))
         train_seconds = previous.get("train_seconds") if previous else None
     measured = output["measured"]
     atomic_write_json(
-        metrics_path(directory, role, index),
+        metrics_path(directory, spec),
         {
-            "role": role,
-            "index": index,
+            "role": spec.role,
+            "index": spec.index,
             "seed": spec.seed,
             "weights": weights.name,
             "forget_confidences": measured["forget_confidences"].tolist(),
@@ -527,19 +421,12 @@ def load_model(arch: str, path: Path, device: torch.device) -> nn.Module:
     return model.to(device).eval()
 
 
-def train_indices(data: EvalData, role: str) -> torch.Tensor:
-    """The original sees retain + forget; a retrained model sees retain only."""
-    if role == "original":
-        return torch.cat([data.retain, data.forget]).sort().values
-    return data.retain
-
-
-def load_record(directory: Path, role: str, index: int) -> ModelRecord:
-    paths = metrics_path(directory, role, index), weights_path(directory, role, index)
+def load_record(directory: Path, spec: ModelSpec) -> ModelRecord:
+    paths = metrics_path(directory, spec), weights_path(directory, spec)
     stored = load_verified(*paths, RECORD_KEYS)
     return ModelRecord(
-        role=role,
-        index=index,
+        role=spec.role,
+        index=spec.index,
         seed=stored["seed"],
         path=directory / stored["weights"],
         forget_confidences=torch.tensor(stored["forget_confidences"], dtype=torch.float32),
@@ -551,25 +438,25 @@ def load_record(directory: Path, role: str, index: int) -> ModelRecord:
     )
 
 
-def _stem(role: str, index: int) -> str:
-    return "original" if role == "original" else f"retrained_{index:04d}"
+def _stem(spec: ModelSpec) -> str:
+    return "original" if spec.role == "original" else f"retrained_{spec.index:04d}"
 
 
-def weights_path(directory: Path, role: str, index: int) -> Path:
-    return directory / f"{_stem(role, index)}.pt"
+def weights_path(directory: Path, spec: ModelSpec) -> Path:
+    return directory / f"{_stem(spec)}.pt"
 
 
-def metrics_path(directory: Path, role: str, index: int) -> Path:
-    return directory / f"{_stem(role, index)}.json"
+def metrics_path(directory: Path, spec: ModelSpec) -> Path:
+    return directory / f"{_stem(spec)}.json"
 
 
-def _partial_path(directory: Path, role: str, index: int) -> Path:
-    return directory / f"{_stem(role, index)}.timing.json"
+def _partial_path(directory: Path, spec: ModelSpec) -> Path:
+    return directory / f"{_stem(spec)}.timing.json"
 
 
 def epoch_checkpoint(directory: Path, spec: ModelSpec) -> EpochCheckpoint:
     """Where the training of ``spec`` keeps its between-epoch state until the model is stored."""
-    path = directory / "training" / f"{_stem(spec.role, spec.index)}.pt"
+    path = directory / "training" / f"{_stem(spec)}.pt"
     return EpochCheckpoint(path, every_seconds=CHECKPOINT_EVERY_SECONDS)
 
 

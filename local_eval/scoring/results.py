@@ -11,15 +11,15 @@ and default hyperparameters, same result format and the scenario's own keys
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from local_eval.cache import atomic_write_json
 from local_eval.scoring.context import default_results_dir
 from local_eval.scoring.method_calls import method_source_hash, resolve_hyperparameters
 from local_eval.scoring.presets import Preset, preset_options
 from local_eval.scoring.scenarios import COMPETITION
+from local_eval.store.files import atomic_write_json
+from local_eval.store.reuse import stored_if_matches
 from methods.base import BaseMethod
 
 RESULT_FORMAT = 1
@@ -56,17 +56,11 @@ def stored_if_current(
     defaults with ``overrides``), plus the scenario's ``expected`` fields
     (``Prepared.reuse``: its reference keys).
     """
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    current = {
+    stamp = {
         "format": RESULT_FORMAT,
-        "options": json.loads(json.dumps(preset_options(preset))),
+        "options": preset_options(preset),
         "source_sha256": method_source_hash(method_cls),
-        "hyperparameters": json.loads(json.dumps(resolve_hyperparameters(method_cls, overrides))),
-        **json.loads(json.dumps(expected)),
+        "hyperparameters": resolve_hyperparameters(method_cls, overrides),
+        **expected,
     }
-    if any(result.get(key) != value for key, value in current.items()):
-        return None
-    return result
+    return stored_if_matches(path, stamp)

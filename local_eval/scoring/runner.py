@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from local_eval.data.roles import EvalData
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.cost import cost_summary, timed_retraining
 from local_eval.scoring.executors import Task, TaskLabel, run_tasks
@@ -39,16 +40,15 @@ from local_eval.scoring.metric import epsilon_points, example_epsilons, final_sc
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import Preset, apply_overrides, get_preset
 from local_eval.scoring.references import (
-    EvalData,
     ModelRecord,
     References,
     cpu_state,
     measure_model,
 )
 from local_eval.scoring.results import RESULT_FORMAT, result_paths, write_result
-from local_eval.scoring.run_cache import RunCache, run_cache
 from local_eval.scoring.scenarios import Prepared, Scenario
 from local_eval.scoring.scenarios.standard import Standard
+from local_eval.store.runs import RunCache, run_cache
 from methods.base import BaseMethod
 
 # What a call costs (method_calls.call_method); a run's is the sum over its calls.

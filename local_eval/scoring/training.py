@@ -42,7 +42,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from local_eval.errors import EvalError
-from local_eval.scoring.resume import EpochCheckpoint, training_owner
+from local_eval.store.checkpoints import EpochCheckpoint, training_owner
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("onecycle", "cosine_epoch")
@@ -185,7 +185,7 @@ def train_model(
     ``history``, when given, receives one dict per epoch (``epoch``, ``lr``,
     ``loss``, and ``val_accuracy`` where measured) and finally ``{"kept_epoch": e}``.
     ``checkpoint``, when given, saves the loop's state between epochs and resumes
-    from a matching saved state (:mod:`local_eval.scoring.resume`); the history
+    from a matching saved state (:mod:`local_eval.store.checkpoints`); the history
     then holds every epoch, the resumed ones included.
     """
     device = torch.device(device)

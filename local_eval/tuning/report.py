@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from optuna.trial import FrozenTrial, TrialState
 
-from local_eval.cache import atomic_write_bytes, atomic_write_text, repo_root
 from local_eval.errors import EvalError
+from local_eval.store.files import atomic_write_bytes, atomic_write_text, repo_root
 from local_eval.tuning.importance import param_importances
 from local_eval.tuning.scorer import ScoreTrial
 from local_eval.tuning.space import describe, set_line

@@ -23,7 +23,6 @@ import optuna
 import torch
 from tqdm.auto import tqdm
 
-from local_eval.cache import repo_root
 from local_eval.errors import EvalError
 from local_eval.scoring.context import default_results_dir, make_context
 from local_eval.scoring.executors import DEFAULT_GPU_FRACTION, make_executor
@@ -34,6 +33,7 @@ from local_eval.scoring.method_calls import (
 )
 from local_eval.scoring.presets import MIN_N_MODELS, preset_options
 from local_eval.scoring.runner import resolve_preset
+from local_eval.store.files import repo_root
 from local_eval.tuning.report import report_paths, summarise, summary_lines, write_report
 from local_eval.tuning.scorer import make_scorer, prepare_split
 from local_eval.tuning.space import contains, describe, search_space

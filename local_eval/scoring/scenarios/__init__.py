@@ -26,10 +26,11 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from local_eval.data.roles import EvalData
 from local_eval.errors import EvalError
 from local_eval.scoring.context import Context
 from local_eval.scoring.presets import Preset
-from local_eval.scoring.references import EvalData, References
+from local_eval.scoring.references import References
 
 COMPETITION = "standard"
 

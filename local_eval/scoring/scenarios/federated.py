@@ -26,35 +26,29 @@ import copy
 import dataclasses
 import math
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from local_eval.cache import atomic_torch_save, atomic_write_json, cache_dir, options_key
-from local_eval.cache_integrity import cache_folder
+from local_eval.data.roles import EvalData, load_eval_data
 from local_eval.devices import default_device, synchronize
 from local_eval.errors import EvalError
 from local_eval.scoring.context import Context
-from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
+from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel
 from local_eval.scoring.models import build_model
-from local_eval.scoring.presets import Preset, model_options
+from local_eval.scoring.presets import Preset
 from local_eval.scoring.references import (
-    CACHE_FORMAT,
-    EvalData,
     ModelSpec,
     References,
-    claim_entries,
+    build_reference_set,
+    cached_state,
     cpu_state,
-    finish_claim,
-    load_eval_data,
-    load_record,
     model_output,
-    retrained_seed,
-    weights_path,
-    write_reference_model,
+    model_specs,
+    reference_options,
+    reference_set_dir,
 )
 from local_eval.scoring.scenarios import (
     INTERVAL_COLUMNS,
@@ -65,6 +59,7 @@ from local_eval.scoring.scenarios import (
     ratio_columns,
 )
 from local_eval.scoring.training import Recipe, train_model
+from local_eval.store.files import atomic_torch_save
 
 MODE = "federated"
 DEFAULT_CLIENTS = 4
@@ -280,7 +275,7 @@ def federated_references(
 
     Each missing model is one task of ``executor`` (default: here, on ``device``);
     this process alone writes the cache, each entry under the claim (lock) it took
-    before dispatching, as :func:`~local_eval.scoring.references.make_models` does.
+    before dispatching (:func:`~local_eval.scoring.references.build_reference_set`).
     """
     if "best_val" in (preset.original_recipe.checkpoint, preset.retrain_recipe.checkpoint):
         raise EvalError(
@@ -298,83 +293,45 @@ def federated_references(
             "kept rounds at least 0."
         )
     options = {
-        "cache_format": CACHE_FORMAT,
-        **model_options(preset),
+        **reference_options(preset),
         "mode": MODE,
         "clients": setup.clients,
         "rounds": rounds,
         "local_epochs": setup.local_epochs,
         "kept_rounds": setup.kept_rounds,
     }
-    directory = Path(cache_dir()) / MODE / options_key(options)
-    cache_folder(directory)
-    if not (directory / "manifest.json").exists():
-        atomic_write_json(directory / "manifest.json", options)
-    specs = [ModelSpec("original", 0, preset.seed)]
-    specs += [ModelSpec("retrained", i, retrained_seed(preset, i)) for i in range(2 * preset.n_models)]
-    state_path = directory / SERVER_STATE_FILE
-    executor = executor or LocalExecutor(device or default_device())
+    state_path = reference_set_dir(MODE, options) / SERVER_STATE_FILE
 
-    def write(task: Task, output: dict[str, Any]) -> None:
-        spec = task.args[3]
+    def task(directory: Path, spec: ModelSpec) -> Task:
+        """A cached model travels with its task (to be measured) unless the server state is missing."""
+        needs_state = spec.role == "original" and not state_path.exists()
+        state = None if needs_state else cached_state(directory, spec)
+        shards = client_shards(data, setup.clients, preset.seed, spec.role == "original")
+        return Task(
+            TaskLabel(f"federated {spec.role}", (spec.index,), (spec.seed,)),
+            train_federated_task,
+            (preset, setup, data, spec, tuple(shards), rounds, state),
+        )
+
+    def keep_server_state(spec: ModelSpec, output: dict[str, Any]) -> None:
         if output["server"] is not None:
             atomic_torch_save(output["server"], state_path)
-        write_reference_model(directory, spec, output)
-        finish_claim(directory, spec, claims)
 
-    started = time.perf_counter()
-    with ExitStack() as stack:
+    refs = build_reference_set(
+        preset,
+        data,
+        MODE,
+        options,
+        model_specs(preset),
+        task,
+        f"federated models ({preset.name}, {setup.clients} clients)",
+        executor or LocalExecutor(device),
+        progress,
         # The original is missing too when only the server state is: it is trained again.
-        claims = claim_entries(
-            directory, specs, stack, also=lambda s: s.role == "original" and not state_path.exists()
-        )
-        missing = [spec for spec in specs if spec in claims]
-        run_tasks(
-            executor,
-            _federated_tasks(preset, setup, data, directory, missing, rounds),
-            write,
-            f"federated models ({preset.name}, {setup.clients} clients)",
-            progress=progress,
-            initial=len(specs) - len(missing),
-        )
-    refs = References(
-        preset=preset,
-        key=directory.name,
-        directory=directory,
-        data=data,
-        original=load_record(directory, "original", 0),
-        retrained=tuple(load_record(directory, s.role, s.index) for s in specs[1:]),
-        seconds_this_build=time.perf_counter() - started,
+        rebuild=lambda spec: spec.role == "original" and not state_path.exists(),
+        on_output=keep_server_state,
     )
     return FederatedReferences(refs=refs, setup=setup, server_state=state_path)
-
-
-def _federated_tasks(
-    preset: Preset,
-    setup: Federated,
-    data: EvalData,
-    directory: Path,
-    missing: list[ModelSpec],
-    rounds: int,
-) -> list[Task]:
-    """One task per missing model; cached weights travel with it unless the server state is missing."""
-    state_path = directory / SERVER_STATE_FILE
-    tasks = []
-    for spec in missing:
-        weights = weights_path(directory, spec.role, spec.index)
-        needs_state = spec.role == "original" and not state_path.exists()
-        state = None
-        if weights.exists() and not needs_state:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        shards = client_shards(data, setup.clients, preset.seed, spec.role == "original")
-        tasks.append(
-            Task(
-                TaskLabel(f"federated {spec.role}", (spec.index,), (spec.seed,)),
-                train_federated_task,
-                (preset, setup, data, spec, tuple(shards), rounds, state),
-            )
-        )
-    return tasks
 
 
 def train_federated_task(

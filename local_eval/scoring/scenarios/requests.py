@@ -18,31 +18,25 @@ accuracy is always measured on the retain set proper, so the K scores compare.
 from __future__ import annotations
 
 import dataclasses
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from local_eval.cache import atomic_write_json, cache_dir, options_key
-from local_eval.cache_integrity import cache_folder
+from local_eval.data.roles import EvalData, load_eval_data
 from local_eval.devices import default_device
 from local_eval.errors import EvalError
 from local_eval.scoring.context import Context
 from local_eval.scoring.executors import Executor, LocalExecutor
-from local_eval.scoring.presets import Preset, model_options
+from local_eval.scoring.presets import Preset
 from local_eval.scoring.references import (
-    CACHE_FORMAT,
-    EvalData,
     ModelRecord,
-    ModelSpec,
     References,
+    build_reference_set,
     build_references,
-    load_eval_data,
-    load_record,
-    make_models,
-    retrained_seed,
+    model_specs,
+    reference_options,
+    reference_task,
 )
 from local_eval.scoring.scenarios import (
     TIED,
@@ -244,38 +238,22 @@ def _intermediate_references(
 ) -> References:
     served = plan.served(j)
     train_indices = torch.cat([data.retain, plan.unserved(j)]).sort().values
-    options = {
-        "cache_format": CACHE_FORMAT,
-        **model_options(preset),
-        "mode": MODE,
-        "served": served.tolist(),
-    }
-    directory = Path(cache_dir()) / MODE / options_key(options)
-    cache_folder(directory)
-    manifest = directory / "manifest.json"
-    if not manifest.exists():
-        atomic_write_json(manifest, options)
+    options = {**reference_options(preset), "mode": MODE, "served": served.tolist()}
     step_data = dataclasses.replace(data, forget=served)
-    count = 2 * preset.n_models
-    started = time.perf_counter()
-    make_models(
+    local_progress = progress and executor.name == "local"
+    return build_reference_set(
         preset,
         step_data,
-        directory,
-        [ModelSpec("retrained", i, retrained_seed(preset, i)) for i in range(count)],
-        lambda role: train_indices,
+        MODE,
+        options,
+        model_specs(preset, original=False),
+        lambda directory, spec: reference_task(
+            preset, step_data, spec, train_indices, directory, local_progress
+        ),
+        f"request {j + 1} references ({preset.name})",
         executor,
         progress,
-        f"request {j + 1} references ({preset.name})",
-    )
-    return References(
-        preset=preset,
-        key=directory.name,
-        directory=directory,
-        data=step_data,
         original=standard.original,
-        retrained=tuple(load_record(directory, "retrained", i) for i in range(count)),
-        seconds_this_build=time.perf_counter() - started,
     )
 
 

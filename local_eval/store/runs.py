@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from local_eval.cache import atomic_torch_save, cache_dir, read_saved_state
+from local_eval.store.files import atomic_torch_save, cache_dir, read_saved_state
 
 
 @dataclass(frozen=True)

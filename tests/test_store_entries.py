@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from local_eval import cache, cache_integrity
-from local_eval.cache_integrity import HASH_KEY, ensure_entry, entry_lock, file_sha256
 from local_eval.errors import EvalError
 from local_eval.scoring import references
 from local_eval.scoring.presets import get_preset
 from local_eval.scoring.references import build_references, references_dir
 from local_eval.scoring.training import Recipe
+from local_eval.store import entries, files
+from local_eval.store.entries import HASH_KEY, ensure_entry, entry_lock, file_sha256
 from tests.disk_faults import disk_full_after, refuse_under
 
 ONE_EPOCH = Recipe(epochs=1, lr=0.05, batch_size=32, augment=False)
@@ -46,7 +46,7 @@ def built_cache(tiny_preset, tmp_path_factory):
     """One finished cache, copied into each test's own cache folder."""
     folder = tmp_path_factory.mktemp("built-references")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(cache.CACHE_ENV, str(folder))
+        patch.setenv(files.CACHE_ENV, str(folder))
         build_references(tiny_preset, device=CPU, progress=False)
         return folder, references_dir(tiny_preset).relative_to(folder)
 
@@ -55,7 +55,7 @@ def built_cache(tiny_preset, tmp_path_factory):
 def refs_dir(built_cache, tmp_path, monkeypatch):
     """This test's copy of the finished cache: the entry folder."""
     source, relative = built_cache
-    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(files.CACHE_ENV, str(tmp_path / "cache"))
     shutil.copytree(source, tmp_path / "cache")
     return tmp_path / "cache" / relative
 
@@ -170,7 +170,7 @@ def test_full_disk_during_a_checkpoint_write_leaves_no_partial_file_and_the_next
     target.unlink()
     (refs_dir / "retrained_0003.json").unlink()
     real_save = torch.save
-    monkeypatch.setattr(cache.torch, "save", disk_full_after(b"PK\x03\x04 half"))
+    monkeypatch.setattr(files.torch, "save", disk_full_after(b"PK\x03\x04 half"))
     with pytest.raises(EvalError) as caught:
         build_references(tiny_preset, device=CPU, progress=False)
     message = str(caught.value)
@@ -179,21 +179,21 @@ def test_full_disk_during_a_checkpoint_write_leaves_no_partial_file_and_the_next
     assert "free some disk space" in message
     assert not target.exists()
     assert [p.name for p in refs_dir.glob(".*.tmp")] == []
-    monkeypatch.setattr(cache.torch, "save", real_save)
+    monkeypatch.setattr(files.torch, "save", real_save)
     refs = build_references(tiny_preset, device=CPU, progress=False)  # the lock was released
     assert refs.retrained[3].path == target and target.exists()
 
 
 def test_unwritable_cache_folder_is_one_line_naming_it(tiny_preset, tmp_path, monkeypatch):
     locked = tmp_path / "readonly-cache"
-    monkeypatch.setenv(cache.CACHE_ENV, str(locked))
+    monkeypatch.setenv(files.CACHE_ENV, str(locked))
     refuse_under(locked, monkeypatch)
     with pytest.raises(EvalError) as caught:
         build_references(tiny_preset, device=CPU, progress=False)
     message = str(caught.value)
     assert "\n" not in message
     assert str(locked) in message and "Permission denied" in message
-    assert cache.CACHE_ENV in message
+    assert files.CACHE_ENV in message
     assert not locked.exists()
 
 
@@ -201,7 +201,7 @@ HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from local_eval.cache_integrity import entry_lock
+    from local_eval.store.entries import entry_lock
     with entry_lock(Path(sys.argv[1])):
         print("locked", flush=True)
         time.sleep(600)
@@ -213,8 +213,8 @@ BUILDER = textwrap.dedent(
     import json, os, sys, time
     from pathlib import Path
     import torch
-    from local_eval.cache import atomic_torch_save, atomic_write_json
-    from local_eval.cache_integrity import ensure_entry
+    from local_eval.store.files import atomic_torch_save, atomic_write_json
+    from local_eval.store.entries import ensure_entry
     record, weights, log, go = map(Path, sys.argv[1:5])
     print("ready", flush=True)
     while not go.exists():
@@ -273,7 +273,7 @@ def test_a_driver_waits_for_an_entry_another_driver_claimed_and_does_not_train_i
             path.write_bytes(data)
         other.close()
 
-    monkeypatch.setattr(cache_integrity, "report", other_driver_writes_it)
+    monkeypatch.setattr(entries, "report", other_driver_writes_it)
     refs = build_references(tiny_preset, device=CPU, progress=False)
     assert len(said) == 1 and "waiting for" in said[0]
     assert trained == []
@@ -288,7 +288,7 @@ def test_a_killed_builder_leaves_no_claim_behind(tmp_path):
     assert holder.stdout.readline().strip() == "locked"
     import fcntl
 
-    probe = os.open(cache_integrity.lock_path(record), os.O_RDWR)
+    probe = os.open(entries.lock_path(record), os.O_RDWR)
     with pytest.raises(BlockingIOError):
         fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.kill(holder.pid, signal.SIGKILL)
@@ -297,8 +297,8 @@ def test_a_killed_builder_leaves_no_claim_behind(tmp_path):
     os.close(probe)
 
     def build():
-        cache.atomic_torch_save({"w": torch.zeros(1)}, weights)
-        cache.atomic_write_json(record, {"seed": 1})
+        files.atomic_torch_save({"w": torch.zeros(1)}, weights)
+        files.atomic_write_json(record, {"seed": 1})
 
     started = time.monotonic()
     assert ensure_entry(record, weights, ("seed",), build)["seed"] == 1
@@ -310,7 +310,7 @@ def test_waiting_for_another_builder_is_said_in_one_line(tmp_path, capsys, monke
     holder = python(HOLDER, record)
     assert holder.stdout.readline().strip() == "locked"
     try:
-        monkeypatch.setattr(cache_integrity.fcntl, "flock", _flock_that_kills(holder))
+        monkeypatch.setattr(entries.fcntl, "flock", _flock_that_kills(holder))
         with entry_lock(record):
             pass
     finally:

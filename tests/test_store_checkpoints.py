@@ -12,8 +12,8 @@ from local_eval.scoring import references
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import get_preset
 from local_eval.scoring.references import build_references, epoch_checkpoint, references_dir
-from local_eval.scoring.resume import EpochCheckpoint
 from local_eval.scoring.training import Recipe, train_model
+from local_eval.store.checkpoints import EpochCheckpoint
 from tests import tiny_references
 
 EPOCHS = 4

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from local_eval.cache import atomic_torch_save, read_saved_state
+from local_eval.store.files import atomic_torch_save, read_saved_state
 
 DEFAULT_EVERY_SECONDS = 60.0
 

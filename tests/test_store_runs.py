@@ -6,12 +6,12 @@ import shutil
 
 import pytest
 
-from local_eval.cache import cache_dir
 from local_eval.scoring import runner
 from local_eval.scoring.context import make_context
 from local_eval.scoring.presets import get_preset
-from local_eval.scoring.run_cache import RunCache
 from local_eval.scoring.runner import score_method
+from local_eval.store.files import cache_dir
+from local_eval.store.runs import RunCache
 
 SMOKE = get_preset("smoke")
 

@@ -37,8 +37,8 @@ from typing import Any
 
 import torch
 
-from local_eval.cache import atomic_write_json, write_failure
 from local_eval.errors import EvalError
+from local_eval.store.files import atomic_write_json, write_failure
 
 HASH_KEY = "weights_sha256"
 WRITE_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
