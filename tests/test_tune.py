@@ -83,6 +83,12 @@ def test_tune_writes_the_report_with_its_pngs(smoke_tuned):
         assert (docs / f"finetune-smoke-{png}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_trials_file_their_results_and_draw_no_picture(smoke_tuned):
+    runs = smoke_tuned["out"] / "results" / "smoke" / "tune"
+    assert list(runs.rglob("finetune.json"))
+    assert not list(runs.rglob("*.png"))
+
+
 def test_trials_are_scored_without_intervals(smoke_tuned):
     study = load(smoke_tuned["out"] / "results" / "smoke" / "tune" / "finetune.db")
     assert all(t.user_attrs["full"]["interval"] is None for t in study.trials if "full" in t.user_attrs)

@@ -30,7 +30,7 @@ CACHE_ENV = "UNLEARNKIT_CACHE"
 
 def repo_root() -> Path:
     """The checkout this package was imported from: caches and outputs hang off it."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def cache_dir() -> Path:

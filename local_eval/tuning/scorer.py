@@ -3,11 +3,11 @@
 The tuner only ever calls a ``ScoreTrial``: score a method with given
 hyperparameters on reference split ``split`` (0 is the tuning split, 1 the
 held-out one no trial sees) with ``n_models`` runs and references, and return a
-``TrialScore``. This implementation uses the current ``evaluate_method``: split
-``k`` is ``several_splits.split_presets(preset, k + 1)[k]``, the project's one
-definition of another split (other training subset, forget persons, reference
-models and cache key). It returns the result's bootstrap score interval and its
-passes fraction.
+``TrialScore``. It calls the runner (``score_method``) directly: a trial writes
+its result JSON and draws nothing. Split ``k`` is ``several_splits.split_preset``,
+the project's one definition of another split (other training subset, forget
+persons, reference models and cache key). It returns the result's bootstrap
+score interval and its passes fraction.
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ from typing import Any, Protocol, TypedDict
 
 import torch
 
-from local_eval.boards.report import evaluate_method
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.intervals import needs_intervals, with_intervals
 from local_eval.scoring.presets import Preset, apply_overrides
 from local_eval.scoring.references import build_references
 from local_eval.scoring.results import result_paths, stored_if_current, write_result
-from local_eval.scoring.runner import NO_INTERVALS, resolve_preset
+from local_eval.scoring.runner import NO_INTERVALS, resolve_preset, score_method
 from local_eval.scoring.scenarios.standard import Standard
-from local_eval.scoring.several_splits import split_presets
+from local_eval.scoring.several_splits import split_preset
 from methods.base import BaseMethod
 
 
@@ -57,11 +56,6 @@ class ScoreTrial(Protocol):
         label: str,
         intervals: bool = False,
     ) -> TrialScore: ...
-
-
-def split_preset(preset: Preset, split: int) -> Preset:
-    """Reference split ``split`` of ``preset``: same options, other data, persons and models."""
-    return split_presets(preset, split + 1)[split]
 
 
 def make_scorer(preset: Preset, runs_dir: Path, context: Context) -> ScoreTrial:
@@ -97,7 +91,7 @@ def make_scorer(preset: Preset, runs_dir: Path, context: Context) -> ScoreTrial:
             bootstrap=None if intervals else NO_INTERVALS,
             results_dir=folder,
         )
-        result = stored or evaluate_method(method_cls, target, overrides=params, context=trial)
+        result = stored or score_method(method_cls, target, overrides=params, context=trial).result
         interval = result.get("intervals")
         return {
             "score": result["score"],
