@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,13 @@ TINY_MOCK_OPTIONS = {
 
 
 def pytest_configure(config) -> None:
-    """One intra-op thread: on a shared 2-core machine more threads mostly wait on each other."""
+    """One intra-op thread, here and in every kernel or process a test starts (they inherit it).
+
+    The suite runs as two processes on a 2-core machine (``make test``); more
+    threads per process would only wait on each other.
+    """
     torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)
