@@ -286,19 +286,6 @@ def train_reference_task(
     resumes from it after a kill; on a node that does not share the cache folder
     it is only lost work, never a wrong model, since the driver checks nothing in it).
     """
-    return _make_reference_model(preset, data, spec, indices, state, progress, device, directory)
-
-
-def _make_reference_model(
-    preset: Preset,
-    data: EvalData,
-    spec: ModelSpec,
-    indices: torch.Tensor,
-    state: dict[str, torch.Tensor] | None,
-    progress: bool,
-    device: torch.device,
-    directory: str | None = None,
-) -> dict[str, Any]:
     if state is not None:
         model = build_model(preset.arch)
         model.load_state_dict(state)
