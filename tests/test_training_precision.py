@@ -29,6 +29,14 @@ def test_the_precision_option_changes_the_reference_key_and_float32_keeps_it():
     assert references_key(with_precision(preset, "bf16")) != references_key(preset)
 
 
+def test_the_bf16_preset_is_the_float32_one_with_bf16_references_only():
+    float32, bf16 = get_preset("faithful_small_full"), get_preset("faithful_small_full_bf16")
+    assert bf16 == dataclasses.replace(
+        with_precision(float32, "bf16"), name="faithful_small_full_bf16"
+    )
+    assert references_key(bf16) != references_key(float32)
+
+
 def test_results_scored_before_the_precision_option_stay_current_and_bf16_results_differ():
     preset = get_preset("faithful_small_full")
     float32 = preset_options(preset)
