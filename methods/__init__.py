@@ -16,6 +16,7 @@ from methods.forget import Forget
 from methods.ftsu import Ftsu
 from methods.hirs import Hirs
 from methods.kookmin import Kookmin
+from methods.neighbour_recalibrate import NeighbourRecalibrate
 from methods.progressive_saliency import ProgressiveSaliency
 from methods.reset_recalibrate import ResetRecalibrate
 from methods.salun import SalUn
@@ -44,6 +45,7 @@ _METHODS: tuple[type[BaseMethod], ...] = (
     Ftsu,
     Ssd,
     ResetRecalibrate,
+    NeighbourRecalibrate,
 )
 
 
