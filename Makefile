@@ -26,7 +26,7 @@ $(COMMANDS): setup
 	$(PY) -m cli --make $@ $(ARGS)
 
 test: setup check-notebooks
-	$(PY) -m pytest -q -n 2 --dist load
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 lint: setup
 	$(PY) -m ruff check .

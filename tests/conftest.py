@@ -30,6 +30,19 @@ def pytest_configure(config) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Modules with the most slow tests first, each kept whole (its module fixtures are built once).
+
+    Two processes share the suite (``make test``); starting with the longest work
+    leaves short tests to fill the end instead of one long dry-run finishing alone.
+    """
+    slow: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        slow[module] = slow.get(module, 0) + bool(item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.nodeid.split("::")[0]])
+
+
 @pytest.fixture(autouse=True)
 def hermetic_cache(tmp_path_factory, monkeypatch) -> Path:
     """Point ``cache_dir()`` at the session's temp folder: tests never read or fill ``.cache/``."""

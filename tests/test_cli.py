@@ -298,7 +298,7 @@ def test_make_runs_the_one_rule_with_its_variables_in_the_environment(tmp_path):
     plan = subprocess.run(["make", "--no-print-directory", "-n", "test"], cwd=REPO, capture_output=True,
                           text=True, timeout=60, env=outside_make)  # as from a shell, even under `make test`
     lines = [line.strip() for line in plan.stdout.splitlines()]  # `make test` checks the notebooks first
-    assert ".venv/bin/python -m cli --make check-notebooks" in lines and lines[-1] == ".venv/bin/python -m pytest -q"
+    assert ".venv/bin/python -m cli --make check-notebooks" in lines and lines[-1] == ".venv/bin/python -m pytest -q -n 2 --dist worksteal"
     env = {**os.environ, "UNLEARNKIT_CACHE": str(tmp_path), "PRESET": "smoke", "N": "3", "STATUS": "1"}
     result = subprocess.run([sys.executable, "-m", "cli", "--make", "references"],
                             cwd=REPO, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
