@@ -17,13 +17,12 @@ Cost: reset_recalibrate's plus one forward pass over the validation set.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 
 from methods.common import model_device
-from methods.reset_recalibrate import ResetRecalibrate, best_scale, reset_smallest
+from methods.recovery import frozen_copy, recalibrate_last_layer
+from methods.reset_recalibrate import ResetRecalibrate, reset_smallest
 from methods.saliency import collect, margin
 
 
@@ -123,15 +122,9 @@ class NeighbourRecalibrate(ResetRecalibrate):
             val_images, val_labels = collect(val_loader, device)
             found = neighbour_targets(net, images, labels, val_images, val_labels, self.neighbours)
             target = float(found.mean())
-        original = copy.deepcopy(net).eval()
-        for parameter in original.parameters():
-            parameter.requires_grad_(False)
+        original = frozen_copy(net)
         reset_smallest(net, self.reset_fraction)
         self.repair(net, original, retain_loader, device)
-        net.eval()
         if target is not None:
-            with torch.no_grad():
-                scale = best_scale(net(images).float(), labels, target)
-                net.fc.weight.mul_(scale)
-                net.fc.bias.mul_(scale)
+            recalibrate_last_layer(net, images, labels, target)
         net.eval()
