@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Bytecode is written at first import, into the venv (never the sources), not for every installed file at install time.
+export PYTHONDONTWRITEBYTECODE :=
+export PYTHONPYCACHEPREFIX := $(abspath $(VENV))/pycache
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # One rule for all commands: `cli --make` reads the make variables cli/main.py's OPTIONS names; ARGS="--flag v".
 COMMANDS := methods notebook check-notebooks mock dryrun submission submit eval leaderboard references compare agree tune
@@ -15,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-compile -e '.[dev]'
 	$(PY) -m ipykernel install --sys-prefix --name unlearnkit --display-name "Python (unlearnkit)" >/dev/null
 	@[ -f $(FASHION_MNIST) ] || if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) || echo "note: could not install dataset-fashion-mnist; Fashion-MNIST will come from torchvision's download or --data-root"; \

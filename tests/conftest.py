@@ -12,8 +12,8 @@ from local_eval.store.files import CACHE_ENV
 
 TINY_MOCK_OPTIONS = {
     "dataset": "synthetic",
-    "n_train": 400,
-    "n_val": 100,
+    "n_train": 160,
+    "n_val": 48,
     "seed": 0,
     "epochs": 1,
     "arch": "resnet18",
@@ -63,7 +63,12 @@ def smoke_references(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_mock(tmp_path_factory) -> Path:
-    """A complete competition input (CSVs, PNGs, trained ResNet-18) built in seconds."""
+    """A complete competition input (CSVs, PNGs, trained ResNet-18) built in seconds.
+
+    The smallest that still has whole forget persons and every class in retain and validation:
+    registered methods run on it at their full default settings, so every dry-run's
+    cost scales with its retain set.
+    """
     from local_eval.replica.mock_input import build_mock_input
 
     out = tmp_path_factory.mktemp("tiny_mock") / "mock"

@@ -16,27 +16,15 @@ from local_eval.replica.dryrun import dry_run
 from methods import all_method_handlers
 
 
-@pytest.fixture(scope="module")
-def small_mock(tmp_path_factory):
-    """The smallest competition input that still has whole forget persons: methods run
-    at full default settings, so their cost scales with the retain set."""
-    from local_eval.replica.mock_input import build_mock_input
-
-    out = tmp_path_factory.mktemp("registered_mock") / "mock"
-    return build_mock_input(
-        out, dataset="synthetic", n_train=160, n_val=48, seed=0, epochs=1, arch="resnet18", progress=False
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(all_method_handlers()))
-def test_registered_method_notebook_passes_the_dry_run(name, small_mock, tmp_path):
+def test_registered_method_notebook_passes_the_dry_run(name, tiny_mock, tmp_path):
     built = build_notebook(name, parameters=NotebookParameters(), out_root=tmp_path)
     assets = None
     if has_assets(all_method_handlers()[name]):
         assets = tmp_path / name / "assets"
         collect_assets(all_method_handlers()[name], assets)
-    result = dry_run(built.path, data_dir=small_mock, n_checkpoints=1, assets_dir=assets)
+    result = dry_run(built.path, data_dir=tiny_mock, n_checkpoints=1, assets_dir=assets)
     record = json.loads((built.path.parent / "dryrun.json").read_text())
     assert record["ok"] is True and record["n_checkpoints"] == 1
     assert record["seconds_per_call"] > 0
@@ -48,9 +36,9 @@ STARTER_KIT_CORPUS = ("starter_kit_finetune", "name_with_default", "only_name")
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", STARTER_KIT_CORPUS)
-def test_starter_kit_style_method_file_passes_the_dry_run(stem, small_mock, tmp_path):
+def test_starter_kit_style_method_file_passes_the_dry_run(stem, tiny_mock, tmp_path):
     from pathlib import Path
 
     path = Path(__file__).parent / "method_corpus" / f"{stem}.py"
     built = build_notebook(str(path), parameters=NotebookParameters(), out_root=tmp_path)
-    assert dry_run(built.path, data_dir=small_mock, n_checkpoints=2).ok
+    assert dry_run(built.path, data_dir=tiny_mock, n_checkpoints=2).ok
