@@ -49,3 +49,24 @@ def _imported_modules(tree: ast.AST) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.level:
             modules.append("." * node.level + (node.module or ""))
     return modules
+
+
+def check_registered_notebooks(echo=print) -> int:
+    """Build and check every registered method's notebook; the number that failed.
+
+    One broken method must not hide the others, so each is built and reported on its own.
+    """
+    from builder.errors import BuildError
+    from builder.notebook import build_notebook
+    from methods import all_method_handlers
+
+    failures = 0
+    for name in all_method_handlers():
+        try:
+            built = build_notebook(name)
+            problems = notebook_problems(built.path)
+        except BuildError as exc:
+            problems = [exc]
+        echo("\n".join(f"FAIL {name}: {p}" for p in problems) or f"ok   {name}: {built.path}")
+        failures += bool(problems)
+    return failures

@@ -132,3 +132,23 @@ def _from_path(path: Path, class_name: str | None) -> MethodTarget:
     if not chosen.name:  # a starter-kit class named only by its __init__: name it once, here
         chosen.name = method_name(chosen)
     return MethodTarget(chosen, module_name, path.resolve())
+
+
+def registered_methods_text() -> str:
+    """Two lines per registered method: name, class and assets, then its hyperparameters.
+
+    A method whose ``__init__`` raises is listed with its error rather than hiding the others.
+    """
+    from methods import all_method_handlers
+    from methods.base import new_method
+
+    lines = []
+    for name, cls in all_method_handlers().items():
+        try:
+            params = new_method(cls).hyperparameters()
+        except Exception as exc:
+            params = {"<error>": f"{type(exc).__name__}: {exc}"}
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "no hyperparameters"
+        assets = f"  [assets: {', '.join(cls.assets)}]" if getattr(cls, "assets", ()) else ""
+        lines.append(f"{name:<22} {cls.__module__}.{cls.__name__}{assets}\n{'':<22} {shown}")
+    return "\n".join(lines)

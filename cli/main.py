@@ -173,30 +173,11 @@ def run(args: argparse.Namespace) -> int | None:
     """Carry out the parsed command; heavy modules are imported by the commands that use them."""
     match args.command:
         case "methods":
-            from methods import all_method_handlers
-            from methods.base import new_method
-            for name, cls in all_method_handlers().items():
-                try:
-                    params = new_method(cls).hyperparameters()
-                except Exception as exc:  # a broken __init__ should not hide the other methods
-                    params = {"<error>": f"{type(exc).__name__}: {exc}"}
-                shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "no hyperparameters"
-                assets = f"  [assets: {', '.join(cls.assets)}]" if getattr(cls, "assets", ()) else ""
-                print(f"{name:<22} {cls.__module__}.{cls.__name__}{assets}\n{'':<22} {shown}")
+            from builder.discover import registered_methods_text
+            print(registered_methods_text())
         case "check-notebooks":
-            from builder.check_notebook import notebook_problems
-            from builder.notebook import build_notebook
-            from methods import all_method_handlers
-            failures = 0
-            for name in all_method_handlers():
-                try:
-                    built = build_notebook(name)
-                    problems = notebook_problems(built.path)
-                except BuildError as exc:
-                    problems = [exc]
-                print("\n".join(f"FAIL {name}: {p}" for p in problems) or f"ok   {name}: {built.path}")
-                failures += bool(problems)
-            if failures:
+            from builder.check_notebook import check_registered_notebooks
+            if failures := check_registered_notebooks():
                 print(f"{failures} notebook(s) failed the checks", file=sys.stderr)
             return 1 if failures else 0
         case "mock":
