@@ -12,12 +12,15 @@ from local_eval.store.files import CACHE_ENV
 
 TINY_MOCK_OPTIONS = {
     "dataset": "synthetic",
-    "n_train": 160,
-    "n_val": 48,
+    "n_train": 400,
+    "n_val": 100,
     "seed": 0,
     "epochs": 1,
     "arch": "resnet18",
 }
+# The smallest input that still has whole forget persons and every class in retain and
+# validation (its one forget person is 9 of 160 images, not 2 %): what the dry-runs need.
+DRYRUN_MOCK_OPTIONS = {**TINY_MOCK_OPTIONS, "n_train": 160, "n_val": 48}
 
 
 def pytest_configure(config) -> None:
@@ -63,13 +66,18 @@ def smoke_references(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_mock(tmp_path_factory) -> Path:
-    """A complete competition input (CSVs, PNGs, trained ResNet-18) built in seconds.
-
-    The smallest that still has whole forget persons and every class in retain and validation:
-    registered methods run on it at their full default settings, so every dry-run's
-    cost scales with its retain set.
-    """
+    """A complete competition input (CSVs, PNGs, trained ResNet-18) built in seconds."""
     from local_eval.replica.mock_input import build_mock_input
 
     out = tmp_path_factory.mktemp("tiny_mock") / "mock"
     return build_mock_input(out, progress=False, **TINY_MOCK_OPTIONS)
+
+
+@pytest.fixture(scope="session")
+def dryrun_mock(tmp_path_factory) -> Path:
+    """The input every dry-run test shares: registered methods run on it at their full
+    default settings, so each dry-run's cost scales with its retain set."""
+    from local_eval.replica.mock_input import build_mock_input
+
+    out = tmp_path_factory.mktemp("dryrun_mock") / "mock"
+    return build_mock_input(out, progress=False, **DRYRUN_MOCK_OPTIONS)

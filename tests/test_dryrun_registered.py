@@ -18,13 +18,13 @@ from methods import all_method_handlers
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(all_method_handlers()))
-def test_registered_method_notebook_passes_the_dry_run(name, tiny_mock, tmp_path):
+def test_registered_method_notebook_passes_the_dry_run(name, dryrun_mock, tmp_path):
     built = build_notebook(name, parameters=NotebookParameters(), out_root=tmp_path)
     assets = None
     if has_assets(all_method_handlers()[name]):
         assets = tmp_path / name / "assets"
         collect_assets(all_method_handlers()[name], assets)
-    result = dry_run(built.path, data_dir=tiny_mock, n_checkpoints=1, assets_dir=assets)
+    result = dry_run(built.path, data_dir=dryrun_mock, n_checkpoints=1, assets_dir=assets)
     record = json.loads((built.path.parent / "dryrun.json").read_text())
     assert record["ok"] is True and record["n_checkpoints"] == 1
     assert record["seconds_per_call"] > 0
@@ -36,9 +36,9 @@ STARTER_KIT_CORPUS = ("starter_kit_finetune", "name_with_default", "only_name")
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", STARTER_KIT_CORPUS)
-def test_starter_kit_style_method_file_passes_the_dry_run(stem, tiny_mock, tmp_path):
+def test_starter_kit_style_method_file_passes_the_dry_run(stem, dryrun_mock, tmp_path):
     from pathlib import Path
 
     path = Path(__file__).parent / "method_corpus" / f"{stem}.py"
     built = build_notebook(str(path), parameters=NotebookParameters(), out_root=tmp_path)
-    assert dry_run(built.path, data_dir=tiny_mock, n_checkpoints=2).ok
+    assert dry_run(built.path, data_dir=dryrun_mock, n_checkpoints=2).ok

@@ -93,16 +93,16 @@ def built(tmp_path_factory):
         ("freezes_conv1", "freezes_conv1.py: conv1.weight: requires_grad changed (True -> False)"),
     ],
 )
-def test_dry_run_fails_a_method_that_leaves_state_on_the_reused_net(stem, where, built, tiny_mock):
+def test_dry_run_fails_a_method_that_leaves_state_on_the_reused_net(stem, where, built, dryrun_mock):
     with pytest.raises(DryRunFailed) as caught:
-        dry_run(built(stem), data_dir=tiny_mock, n_checkpoints=2)
+        dry_run(built(stem), data_dir=dryrun_mock, n_checkpoints=2)
     assert "reuses that network for its next call" in str(caught.value)
     assert where in str(caught.value)
 
 
 @pytest.fixture(scope="module")
-def clean_run(built, tiny_mock):
-    result = dry_run(built("clean_freeze"), data_dir=tiny_mock, n_checkpoints=2)
+def clean_run(built, dryrun_mock):
+    result = dry_run(built("clean_freeze"), data_dir=dryrun_mock, n_checkpoints=2)
     return result, json.loads(result.report.read_text())
 
 
