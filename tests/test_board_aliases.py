@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_a_method_that_only_renames_another_leaves_full_boards_but_runs_by_name():
-    from local_eval.boards.leaderboard import choose_methods
+    from local_eval.scoring.board_scores import choose_methods
 
     everything, left_out = choose_methods(None)
     assert "my_method" not in everything and "my_method" not in left_out
@@ -14,7 +14,7 @@ def test_a_method_that_only_renames_another_leaves_full_boards_but_runs_by_name(
 
 
 def test_a_subclass_that_changes_anything_is_not_an_alias():
-    from local_eval.boards.leaderboard import is_alias
+    from local_eval.scoring.board_scores import is_alias
     from methods.finetune import Finetune
 
     class Faster(Finetune):

@@ -12,6 +12,7 @@ import methods
 from local_eval.boards import leaderboard
 from local_eval.boards.leaderboard import build_leaderboard
 from local_eval.errors import EvalError
+from local_eval.scoring import board_scores
 from local_eval.scoring.context import make_context
 from methods.base import BaseMethod
 from methods.finetune import Finetune
@@ -65,13 +66,13 @@ def rebuild(built, tmp_path):
 @pytest.fixture
 def scoring_calls(monkeypatch):
     calls = []
-    real = leaderboard.evaluate_method
+    real = board_scores.score_method
 
     def counting(method_cls, *args, **kwargs):
         calls.append(method_cls.name)
         return real(method_cls, *args, **kwargs)
 
-    monkeypatch.setattr(leaderboard, "evaluate_method", counting)
+    monkeypatch.setattr(board_scores, "score_method", counting)
     return calls
 
 

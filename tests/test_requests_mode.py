@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from local_eval.boards import leaderboard
 from local_eval.boards.leaderboard import build_leaderboard
 from local_eval.boards.report import evaluate_method
 from local_eval.data.roles import load_eval_data
 from local_eval.errors import EvalError
-from local_eval.scoring import references
+from local_eval.scoring import board_scores, references
 from local_eval.scoring.context import make_context
 from local_eval.scoring.presets import get_preset
 from local_eval.scoring.references import references_key
@@ -210,7 +209,7 @@ def test_leaderboard_reuses_a_current_result_instead_of_scoring_again(
     def must_not_run(*args, **kwargs):
         raise AssertionError("scored again")
 
-    monkeypatch.setattr(leaderboard, "evaluate_method", must_not_run)
+    monkeypatch.setattr(board_scores, "score_method", must_not_run)
     assert "finetune" in leaderboard_requests(tiny, 2, **options).read_text()
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from local_eval.boards.leaderboard import Gathering, board_results, choose_methods
 from local_eval.errors import EvalError
+from local_eval.scoring.board_scores import Gathering, choose_methods, method_results
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.intervals import difference_to, stored_interval
 from local_eval.scoring.presets import Preset
@@ -71,7 +71,7 @@ def compare_methods(
     chosen, _ = choose_methods([a, b], doing="compare")
     gathering = Gathering(context, rerun=False)
     prepared = scenario.prepare(preset, context)
-    rows, failures = board_results(chosen, preset, scenario, prepared, gathering)
+    rows, failures = method_results(chosen, preset, scenario, prepared, gathering)
     if failures:
         name, message = next(iter(failures.items()))
         raise EvalError(f"{name} could not be scored: {' '.join(message.split())}")

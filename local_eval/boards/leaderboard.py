@@ -1,52 +1,33 @@
-"""Score registered methods in one scenario and publish the ranking as Markdown and a picture.
+"""One scenario's board: the figures ``scoring.board_scores`` returns, as Markdown, JSON and a picture.
 
-One builder for every scenario's board: the scenario (``scoring.scenarios``)
-says what its board's header says and which columns it has; the rest (reusing
-stored results, ranking, the retrain ceiling's row, the notes on failed and
-left-out methods, the picture, the command under the table) is the same.
-Scoring a method takes minutes, so results from earlier runs are reused while
-they still describe the same thing (``scoring.results.stored_if_current``).
+One view for every scenario's board: the scenario (``scoring.scenarios``) says
+what its board's header says and which columns it has; the rest (ranking, the
+retrain ceiling's row, the notes on failed and left-out methods, the picture,
+the command under the table) is the same. Nothing here scores: the board asks
+``score_board`` once, then only renders.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import methods
 from local_eval.boards.board_data import board_data, figures
 from local_eval.boards.kaggle_order import agreement_lines, kaggle_agreement
 from local_eval.boards.plots import plot_board
-from local_eval.boards.report import evaluate_method
+from local_eval.boards.report import presenter
 from local_eval.boards.two_metrics import two_metric_lines
-from local_eval.errors import EvalError
+from local_eval.scoring.board_scores import CEILING_LABEL, score_board
 from local_eval.scoring.bootstrap import tied_with_leader
 from local_eval.scoring.context import Context, make_context
-from local_eval.scoring.intervals import (
-    ceiling_intervals,
-    difference_to,
-    needs_intervals,
-    stored_interval,
-    with_intervals,
-)
+from local_eval.scoring.intervals import stored_interval
 from local_eval.scoring.presets import Preset, get_preset
-from local_eval.scoring.results import (
-    result_paths,
-    results_folder,
-    stored_if_current,
-    write_result,
-)
-from local_eval.scoring.runner import resolve_preset, score_models
-from local_eval.scoring.scenarios import Board, Prepared, Scenario, get_scenario
+from local_eval.scoring.results import results_folder
+from local_eval.scoring.scenarios import Board, Prepared, Scenario
 from local_eval.scoring.scenarios.standard import Standard
 from local_eval.scoring.several_splits import split_origin
 from local_eval.store.files import atomic_write_json, atomic_write_text, repo_root
-from methods.base import BaseMethod
-
-CEILING_LABEL = "*retrain ceiling*"
 
 
 def build_leaderboard(
@@ -76,32 +57,30 @@ def build_leaderboard(
     reference models and runs are made (``scoring.executors``), where results are
     filed and B for the intervals (stored intervals are kept unless B differs).
     """
-    scenario = scenario or Standard()
     context = context or make_context()
-    preset = resolve_preset(preset, options, n_models)
-    results_root, bootstrap = context.results_dir, context.bootstrap
-    chosen, left_out = choose_methods(only)
-    gathering = Gathering(context, rerun)
-    prepared = scenario.prepare(preset, context)
-    rows, failures = board_results(chosen, preset, scenario, prepared, gathering)
-    companions: dict[str, dict[str, Any]] = {}
-    if scenario.companion is not None and with_companion and rows:
-        companion = get_scenario(scenario.companion)
-        companion_prepared = companion.prepare(preset, context)
-        spare = results_root / results_folder(preset.name, scenario.name) / companion.name
-        for row in rows:
-            name = row["method"]
-            try:
-                companions[name] = gathering.reused(
-                    chosen[name], preset, companion, companion_prepared, (results_root, spare)
-                ) or gathering.score(chosen[name], preset, companion, spare)
-            except EvalError as exc:
-                say(context.echo, f"{name}: failed: {exc}")
-                failures[name] = str(exc)
-    ceilings = board_ceilings(prepared, bootstrap)
-    differences = differences_to_leader(rows, ceilings[-1], prepared, bootstrap)
+    scores = score_board(
+        preset,
+        scenario or Standard(),
+        context,
+        only=only,
+        n_models=n_models,
+        rerun=rerun,
+        with_companion=with_companion,
+        present=presenter(context.echo),
+        options=options,
+    )
+    scenario, preset, prepared = scores.scenario, scores.preset, scores.prepared
+    rows, ceilings, companions = scores.rows, scores.ceilings, scores.companions
     text, data = board_and_data(
-        scenario, preset, prepared, rows, ceilings, companions, failures, left_out, differences
+        scenario,
+        preset,
+        prepared,
+        rows,
+        ceilings,
+        companions,
+        scores.failures,
+        scores.left_out,
+        scores.differences,
     )
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
     stem = f"leaderboard-{results_folder(preset.name, scenario.name)}"
@@ -118,102 +97,10 @@ def build_leaderboard(
         text,
         preset,
         scenario.make_argument,
-        list(chosen) if left_out else None,
+        list(scores.chosen) if scores.left_out else None,
         context.echo,
         data,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class Gathering:
-    """How a board obtains each method's result: its context (results under
-    ``context.results_dir``), and whether stored results are scored again anyway."""
-
-    context: Context
-    rerun: bool
-
-    def score(
-        self, method_cls: type[BaseMethod], preset: Preset, where: Scenario, folder: Path
-    ) -> dict[str, Any]:
-        context = dataclasses.replace(self.context, results_dir=folder)
-        return evaluate_method(method_cls, preset, scenario=where, context=context)
-
-    def reused(
-        self,
-        method_cls: type[BaseMethod],
-        preset: Preset,
-        scenario: Scenario,
-        prepared: Prepared,
-        folders: tuple[Path, ...],
-    ) -> dict[str, Any] | None:
-        """The first current result of ``method_cls`` in ``scenario`` under any of ``folders``.
-
-        A current result without intervals gets them from its stored confidences
-        and is written back: nothing is rescored and the reuse rule is unchanged.
-        """
-        for folder in () if self.rerun else folders:
-            path = _json_path(folder, preset, method_cls, scenario)
-            stored = stored_if_current(path, method_cls, preset, **prepared.reuse)
-            if stored is None:
-                continue
-            if needs_intervals(stored, self.context.bootstrap):
-                completed = with_intervals(stored, prepared.final, self.context.bootstrap)
-                if completed is not stored:
-                    write_result(completed, path)
-                stored = completed
-            return stored
-        return None
-
-
-def board_results(
-    chosen: dict[str, type[BaseMethod]],
-    preset: Preset,
-    scenario: Scenario,
-    prepared: Prepared,
-    gathering: Gathering,
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Every chosen method's result in ``scenario`` on ``preset`` (reused or scored), and failures."""
-    root = gathering.context.results_dir
-    return gather_results(
-        chosen,
-        lambda method_cls: gathering.reused(method_cls, preset, scenario, prepared, (root,)),
-        lambda method_cls: gathering.score(method_cls, preset, scenario, root),
-        lambda name: result_paths(root, preset.name, name, scenario.name)[0],
-        scenario.board(preset, prepared, "").doing,
-        gathering.context.echo,
-    )
-
-
-def board_ceilings(prepared: Prepared, bootstrap: int | None = None) -> list[dict[str, Any]]:
-    """The retrain ceiling after each step; the final one with its intervals."""
-    ceilings = [score_models(step.refs.ceiling, step.refs) for step in prepared.steps]
-    refs = prepared.final
-    ceilings[-1]["intervals"] = ceiling_intervals(refs, bootstrap)
-    return ceilings
-
-
-def differences_to_leader(
-    rows: list[dict[str, Any]],
-    ceiling: dict[str, Any],
-    prepared: Prepared,
-    bootstrap: int | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Each row's (and the ceiling's) paired score difference to the leader, by name.
-
-    The leader is the best-scoring method; it has no entry, nor has a row whose
-    runs kept no confidences or were scored at another N.
-    """
-    if not rows:
-        return {}
-    refs = prepared.final
-    leader = max(rows, key=lambda row: row["score"])
-    found = {
-        row["method"]: difference_to(row, leader, refs, bootstrap)
-        for row in rows
-        if row is not leader
-    }
-    found[CEILING_LABEL] = difference_to(ceiling, leader, refs, bootstrap)
-    return {name: value for name, value in found.items() if value is not None}
 
 
 def board_title(scenario: Scenario, preset: Preset, prepared: Prepared) -> str:
@@ -382,73 +269,6 @@ def cost_note(results: list[dict[str, Any]], prepared: Prepared) -> str:
 def _span(values: list[float]) -> str:
     low, high = min(values), max(values)
     return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}"
-
-
-def choose_methods(
-    names: list[str] | None, doing: str = "restrict the leaderboard to"
-) -> tuple[dict[str, type[BaseMethod]], list[str]]:
-    """The registered methods a board scores (all when ``names`` is None) and those it leaves out.
-
-    Registry order, whatever order ``names`` came in, so the same choice always
-    gives the same board and the same command under it. ``doing`` completes
-    "Cannot ..." in the error for an unregistered name, so it names the command.
-    """
-    handlers = methods.all_method_handlers()
-    unknown = [name for name in dict.fromkeys(names or ()) if name not in handlers]
-    if unknown:
-        raise EvalError(
-            f"Cannot {doing} {', '.join(map(repr, unknown))}: not registered. "
-            f"Registered methods: {', '.join(handlers)}."
-        )
-    if names is None:
-        handlers = {name: cls for name, cls in handlers.items() if not is_alias(cls, handlers)}
-    chosen = {name: cls for name, cls in handlers.items() if names is None or name in names}
-    return chosen, [name for name in handlers if name not in chosen]
-
-
-def is_alias(cls: type[BaseMethod], handlers: dict[str, type[BaseMethod]]) -> bool:
-    """A registered method that only renames another (``MyMethod``, the starter kit's name).
-
-    It subclasses a registered method and defines nothing but its name, so it would
-    score the same computation twice: a full board leaves it out (naming it with
-    ``METHODS=`` still scores it).
-    """
-    base = cls.__bases__[0]
-    own = {key for key in vars(cls) if not key.startswith("__")}
-    return base in handlers.values() and own <= {"name"}
-
-
-def gather_results(
-    chosen: dict[str, type[BaseMethod]],
-    stored: Callable[[type[BaseMethod]], dict[str, Any] | None],
-    score: Callable[[type[BaseMethod]], dict[str, Any]],
-    where: Callable[[str], Path],
-    doing: str,
-    echo: bool,
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Each method's stored result if still current, else a fresh score; failures by name.
-
-    A method that fails is recorded instead of stopping the others: one broken
-    method should not cost the hours the rest of a board takes.
-    """
-    rows, failures = [], {}
-    for name, method_cls in chosen.items():
-        try:
-            result = stored(method_cls)
-            if result is not None:
-                say(echo, f"{name}: reusing {where(name)}")
-            else:
-                say(echo, f"{name}: {doing}")
-                result = score(method_cls)
-            rows.append(result)
-        except EvalError as exc:
-            say(echo, f"{name}: failed: {exc}")
-            failures[name] = str(exc)
-    return rows, failures
-
-
-def _json_path(results_root: Path, preset: Preset, method_cls: type, scenario: Scenario) -> Path:
-    return result_paths(results_root, preset.name, method_cls.name, scenario.name)[0]
 
 
 def write_board(

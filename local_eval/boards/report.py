@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.metric import max_epsilon
 from local_eval.scoring.presets import Preset
-from local_eval.scoring.runner import resolve_preset, score_method
+from local_eval.scoring.runner import Scored, resolve_preset, score_method
 from local_eval.scoring.scenarios import COMPETITION, Scenario, scenario_of
 from local_eval.scoring.several_splits import aggregate_splits, split_presets
 from local_eval.store.files import atomic_write_bytes
@@ -47,6 +48,17 @@ def evaluate_method(
     scored = score_method(
         method, preset, overrides, n_models, scenario=scenario, context=context, **options
     )
+    present(scored, context.echo)
+    return scored.result
+
+
+def presenter(echo: bool) -> Callable[[Scored], None]:
+    """``present`` with ``echo`` fixed: what a board does with each method it scores afresh."""
+    return lambda scored: present(scored, echo)
+
+
+def present(scored: Scored, echo: bool = True) -> None:
+    """Draw a freshly scored method's plot beside its JSON; print its summary when ``echo``."""
     result = scored.result
     mode = "" if result["mode"] == COMPETITION else f" ({result['mode']})"
     plot_result(
@@ -58,9 +70,8 @@ def evaluate_method(
         scored.unlearned[-1],
         scored.reference[-1],
     )
-    if context.echo:
+    if echo:
         print(format_summary(result))
-    return result
 
 
 def evaluate_splits(

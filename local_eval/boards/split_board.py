@@ -20,25 +20,21 @@ from typing import Any
 from local_eval.boards.board_data import board_data, figures, number
 from local_eval.boards.kaggle_order import agreement_table, kaggle_agreement
 from local_eval.boards.leaderboard import (
-    CEILING_LABEL,
-    Gathering,
-    board_ceilings,
     board_notes,
-    board_results,
-    choose_methods,
     cost_note,
     ties_with_leader,
     uncertainty_note,
     write_board,
 )
 from local_eval.boards.plots import plot_splits
+from local_eval.boards.report import presenter
+from local_eval.scoring.board_scores import CEILING_LABEL, score_splits
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.results import results_folder
-from local_eval.scoring.runner import resolve_preset
 from local_eval.scoring.scenarios import Prepared, Scenario, score_cell
 from local_eval.scoring.scenarios.standard import Standard
-from local_eval.scoring.several_splits import SplitSummary, aggregate_splits, split_presets
+from local_eval.scoring.several_splits import SplitSummary, aggregate_splits
 from local_eval.store.files import repo_root
 
 
@@ -72,18 +68,27 @@ def build_split_leaderboard(
     ``context`` makes every split's references and runs as on a one-split board,
     one split after another.
     """
-    scenario = scenario or Standard()
     context = context or make_context()
-    base = resolve_preset(preset, options, n_models)
-    chosen, left_out = choose_methods(only)
-    gathering = Gathering(context, rerun)
+    scenario = scenario or Standard()
+    boards = score_splits(
+        preset,
+        k,
+        scenario,
+        context,
+        only=only,
+        n_models=n_models,
+        rerun=rerun,
+        present=presenter(context.echo),
+        options=options,
+    )
+    base, chosen, left_out = boards[0].preset, boards[0].chosen, boards[0].left_out
     splits, failures = [], {}
-    for j, split in enumerate(split_presets(base, k)):
-        prepared = scenario.prepare(split, context)
-        rows, failed = board_results(chosen, split, scenario, prepared, gathering)
-        failures.update({f"{name} (split {j})": message for name, message in failed.items()})
-        ceiling = board_ceilings(prepared, context.bootstrap)[-1]
-        splits.append(SplitRows(split, prepared, rows, ceiling, ties_with_leader(rows)))
+    for j, board in enumerate(boards):
+        failures.update({f"{name} (split {j})": message for name, message in board.failures.items()})
+        ceiling = board.ceilings[-1]
+        splits.append(
+            SplitRows(board.preset, board.prepared, board.rows, ceiling, ties_with_leader(board.rows))
+        )
     summary = aggregate_splits([{row["method"]: row["score"] for row in s.rows} for s in splits])
     text, data = split_board_and_data(scenario, base, splits, summary, failures, left_out)
     docs = Path(docs_dir) if docs_dir is not None else repo_root() / "docs"
