@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from local_eval.boards.two_metrics import separated_by_klom, two_metric_lines
+from local_eval.boards.views import DIAGNOSTIC_COLUMNS
 from local_eval.scoring.bootstrap import ModelSide
 from local_eval.scoring.diagnostics import diagnostics, klom_per_example, paired_difference
-from local_eval.scoring.scenarios import DIAGNOSTIC_COLUMNS
 
 N_MODELS, N_FORGET = 32, 24
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -131,3 +132,23 @@ def test_scenario_context_returns_what_the_scenario_offers(monkeypatch):
 def test_scenario_context_ignores_a_value_that_is_not_a_json_object(monkeypatch):
     monkeypatch.setenv(SCENARIO_ENV, "not json")
     assert scenario_context() is None
+
+
+@pytest.mark.parametrize("name", sorted(scenario_names()))
+def test_a_scenario_says_what_to_compute_and_leaves_its_board_to_the_views(name):
+    cls = scenario_names()[name]
+    assert not hasattr(cls, "board") and not hasattr(cls, "describe")
+
+
+def test_a_scenario_without_a_view_is_shown_as_the_standard_board_with_its_name():
+    from local_eval.boards.views import board_view, standard_view
+
+    @dataclasses.dataclass(frozen=True)
+    class WholeClass:
+        name = "whole_class"
+
+    board = board_view(WholeClass(), PRESET, prepared(), "Generated today")
+    standard = standard_view(Standard(), PRESET, prepared(), "Generated today")
+    assert board.title == standard.title + ", whole_class"
+    assert [c.header for c in board.columns] == [c.header for c in standard.columns]
+    assert not board.compares_with_kaggle and standard.compares_with_kaggle

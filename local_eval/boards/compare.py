@@ -15,13 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from local_eval.boards.views import DIAGNOSTIC_COLUMNS
 from local_eval.errors import EvalError
 from local_eval.scoring.board_scores import Gathering, choose_methods, method_results
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.intervals import difference_to, stored_interval
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.runner import resolve_preset
-from local_eval.scoring.scenarios import DIAGNOSTIC_COLUMNS, Scenario
+from local_eval.scoring.scenarios import Scenario
 from local_eval.scoring.scenarios.standard import Standard
 from local_eval.scoring.several_splits import split_preset
 

@@ -18,13 +18,14 @@ from local_eval.boards.kaggle_order import agreement_lines, kaggle_agreement
 from local_eval.boards.plots import plot_board
 from local_eval.boards.report import presenter
 from local_eval.boards.two_metrics import two_metric_lines
+from local_eval.boards.views import Board, board_view
 from local_eval.scoring.board_scores import CEILING_LABEL, score_board
 from local_eval.scoring.bootstrap import tied_with_leader
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.intervals import stored_interval
 from local_eval.scoring.presets import Preset, get_preset
 from local_eval.scoring.results import results_folder
-from local_eval.scoring.scenarios import Board, Prepared, Scenario
+from local_eval.scoring.scenarios import Prepared, Scenario
 from local_eval.scoring.scenarios.standard import Standard
 from local_eval.scoring.several_splits import split_origin
 from local_eval.store.files import atomic_write_json, atomic_write_text, repo_root
@@ -104,7 +105,7 @@ def build_leaderboard(
 
 
 def board_title(scenario: Scenario, preset: Preset, prepared: Prepared) -> str:
-    return scenario.board(preset, prepared, "").picture_title
+    return board_view(scenario, preset, prepared).picture_title
 
 
 def render_board(*args: Any, **kwargs: Any) -> str:
@@ -133,7 +134,7 @@ def board_and_data(
     """
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     devices = sorted({row["device"] for row in results}) or ["(no method scored)"]
-    board: Board = scenario.board(preset, prepared, f"Generated {today} on {', '.join(devices)}")
+    board: Board = board_view(scenario, preset, prepared, f"Generated {today} on {', '.join(devices)}")
     lines = [
         f"# {board.title}",
         "",

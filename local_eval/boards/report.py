@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 
+from local_eval.boards.views import describe
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.metric import max_epsilon
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.runner import Scored, resolve_preset, score_method
-from local_eval.scoring.scenarios import COMPETITION, Scenario, scenario_of
+from local_eval.scoring.scenarios import COMPETITION, Scenario
 from local_eval.scoring.several_splits import aggregate_splits, split_presets
 from local_eval.store.files import atomic_write_bytes
 from methods.base import BaseMethod
@@ -145,7 +146,7 @@ def format_summary(result: dict[str, Any]) -> str:
     opts = result["options"]
     sizes = result["sizes"]
     lines = [
-        f"{result['method']} on preset {result['preset']}{scenario_of(result).describe(result)}: "
+        f"{result['method']} on preset {result['preset']}{describe(result)}: "
         f"{opts['dataset']}, {opts['arch']}, N={result['n_models']}, forget {sizes['forget']} "
         f"({opts['forget_mode']}) / retain {sizes['retain']} / test {sizes['test']}, {result['device']}",
         "",

@@ -28,11 +28,12 @@ from local_eval.boards.leaderboard import (
 )
 from local_eval.boards.plots import plot_splits
 from local_eval.boards.report import presenter
+from local_eval.boards.views import board_view, score_cell
 from local_eval.scoring.board_scores import CEILING_LABEL, score_splits
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.results import results_folder
-from local_eval.scoring.scenarios import Prepared, Scenario, score_cell
+from local_eval.scoring.scenarios import Prepared, Scenario
 from local_eval.scoring.scenarios.standard import Standard
 from local_eval.scoring.several_splits import SplitSummary, aggregate_splits
 from local_eval.store.files import repo_root
@@ -95,7 +96,7 @@ def build_split_leaderboard(
     stem = f"leaderboard-{results_folder(base.name, scenario.name)}-splits{k}"
     plot_splits(
         docs / f"{stem}.png",
-        f"{scenario.board(base, splits[0].prepared, '').picture_title}, {k} splits",
+        f"{board_view(scenario, base, splits[0].prepared).picture_title}, {k} splits",
         summary,
         [s.ceiling["score"] for s in splits],
     )
@@ -118,7 +119,7 @@ def split_board_and_data(
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     results = [row for s in splits for row in s.rows]
     devices = sorted({row["device"] for row in results}) or ["(no method scored)"]
-    board = scenario.board(preset, splits[0].prepared, f"Generated {today} on {', '.join(devices)}")
+    board = board_view(scenario, preset, splits[0].prepared, f"Generated {today} on {', '.join(devices)}")
     names = ", ".join(f"`{s.preset.name}`" for s in splits)
     title, setup = f"{board.title}, {k} splits", board.intro + " (Sizes are split 0's.)"
     lines = [

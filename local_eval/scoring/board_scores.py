@@ -27,7 +27,7 @@ from local_eval.scoring.intervals import (
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.results import result_paths, results_folder, stored_if_current, write_result
 from local_eval.scoring.runner import Scored, resolve_preset, score_method, score_models
-from local_eval.scoring.scenarios import Prepared, Scenario, get_scenario
+from local_eval.scoring.scenarios import COMPETITION, Prepared, Scenario, get_scenario
 from local_eval.scoring.several_splits import split_presets
 from methods.base import BaseMethod
 
@@ -191,7 +191,8 @@ def method_results(
     method should not cost the hours the rest of a board takes.
     """
     root, echo = gathering.context.results_dir, gathering.context.echo
-    doing = scenario.board(preset, prepared, "").doing
+    mode = "" if scenario.name == COMPETITION else f" {scenario.name}"
+    doing = f"scoring{mode} on preset {preset.name} (N={preset.n_models})"
     rows, failures = [], {}
     for name, method_cls in chosen.items():
         try:

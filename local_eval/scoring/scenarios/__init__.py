@@ -10,9 +10,10 @@ the rest for every scenario alike:
   call is scored on and what it is offered beyond the loaders (through
   ``methods.common.scenario_context()``); the runner calls the method once per
   step on one model, so state carries over from step to step;
-- *what is reported*: the scenario's own fields in the result (``Prepared.record``),
-  what a stored result must match to be reused (``Prepared.reuse``) and how its
-  leaderboard reads (``board()``).
+- *what is recorded*: the scenario's own fields in the result (``Prepared.record``)
+  and what a stored result must match to be reused (``Prepared.reuse``).
+
+How a scenario's board reads is the boards' business (``boards.views``).
 
 A new scenario is one module in this package defining a frozen dataclass with
 those members and ``SCENARIO = <that class>``; ``scenario_names()`` finds it.
@@ -23,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from local_eval.data.roles import EvalData
@@ -73,29 +73,6 @@ class Prepared:
         return self.steps[-1].refs
 
 
-@dataclasses.dataclass(frozen=True)
-class Column:
-    """A leaderboard column after rank and method: its header and how a row fills it."""
-
-    header: str
-    cell: Callable[[dict[str, Any]], str]
-
-
-@dataclasses.dataclass(frozen=True)
-class Board:
-    """How a scenario's leaderboard reads; ``boards.leaderboard`` renders every one alike."""
-
-    title: str
-    intro: str
-    explanation: str
-    columns: tuple[Column, ...]
-    picture_title: str
-    doing: str
-    left_out_label: str = "Registered but not scored in this mode (left out with `--methods`)"
-    # The competition's own setting: the board says how its order compares with Kaggle's.
-    compares_with_kaggle: bool = False
-
-
 class Scenario(Protocol):
     """``name`` is the result's ``mode`` and folder suffix; ``make_argument`` goes into
     the board's command (``REQUESTS=3``); ``companion`` names a scenario whose score a
@@ -106,11 +83,6 @@ class Scenario(Protocol):
     companion: str | None
 
     def prepare(self, preset: Preset, context: Context) -> Prepared: ...
-
-    def board(self, preset: Preset, prepared: Prepared, generated: str) -> Board: ...
-
-    @staticmethod
-    def describe(result: dict[str, Any]) -> str: ...
 
 
 def scenario_names() -> dict[str, type]:
@@ -133,74 +105,3 @@ def get_scenario(name: str, **options: Any) -> Scenario:
         return known[name](**options)
     except TypeError as exc:
         raise EvalError(f"Scenario {name!r}: {exc}.") from None
-
-
-def scenario_of(result: dict[str, Any]) -> type:
-    """The scenario class a stored result was made in (results without ``mode`` are standard)."""
-    return scenario_names()[result.get("mode", COMPETITION)]
-
-
-def ratio_columns(final_f: str = "F") -> tuple[Column, ...]:
-    """F, the two ratios, the time fraction and the passes: the columns every board shows."""
-    return (
-        Column(final_f, lambda row: f"{row['forget_quality']:.4f}"),
-        Column("retain ratio", lambda row: f"{row['retain_ratio']:.3f}"),
-        Column("test ratio", lambda row: f"{row['test_ratio']:.3f}"),
-        Column("time fraction", lambda row: f"{row['time_fraction']:.3f}"),
-        Column("passes", _passes),
-    )
-
-
-def score_cell(row: dict[str, Any]) -> str:
-    """``score [lo, hi]`` where the row has intervals, the score alone otherwise."""
-    record = row.get("intervals")
-    if record is None:
-        return f"{row['score']:.4f}"
-    low, high = record["score"]
-    return f"{row['score']:.4f} [{low:.4f}, {high:.4f}]"
-
-
-def _passes(row: dict[str, Any]) -> str:
-    fraction = (row.get("cost") or {}).get("passes_fraction")
-    return "" if fraction is None else f"{fraction:.3f}"
-
-
-def _tied(row: dict[str, Any]) -> str:
-    return "tied" if row.get("tied") else ""
-
-
-def _versus_leader(row: dict[str, Any]) -> str:
-    """The paired difference to the leader; blank for the leader itself and where none was computed."""
-    found = row.get("vs_leader")
-    if found is None:
-        return ""
-    return f"{found['estimate']:+.4f} [{found['low']:+.4f}, {found['high']:+.4f}]"
-
-
-SCORE = Column("score [lo, hi]", score_cell)
-# Rows whose score interval overlaps the leader's (``boards.leaderboard`` sets ``tied``),
-# and each row's paired interval against the leader on the same references (``vs_leader``).
-TIED = Column("tied with #1", _tied)
-VS_LEADER = Column("Δ vs leader [lo, hi]", _versus_leader)
-INTERVAL_COLUMNS = (SCORE, TIED, VS_LEADER)
-
-
-def diagnostic_cell(name: str, digits: int) -> Callable[[dict[str, Any]], str]:
-    """A ``scoring.diagnostics`` statistic with its interval; blank where the row has none."""
-
-    def cell(row: dict[str, Any]) -> str:
-        found = (row.get("intervals") or {}).get("diagnostics")
-        if found is None:
-            return ""
-        low, high = found[name]["interval"]
-        return f"{found[name]['estimate']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-    return cell
-
-
-# KLoM, the second metric, and what the score punishes (``scoring.diagnostics``).
-DIAGNOSTIC_COLUMNS = (
-    Column("KLoM [lo, hi]", diagnostic_cell("klom", 2)),
-    Column("shift [lo, hi]", diagnostic_cell("mean_shift", 2)),
-    Column("spread ratio [lo, hi]", diagnostic_cell("spread_ratio", 2)),
-)

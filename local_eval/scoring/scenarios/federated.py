@@ -51,12 +51,8 @@ from local_eval.scoring.references import (
     reference_set_dir,
 )
 from local_eval.scoring.scenarios import (
-    INTERVAL_COLUMNS,
-    Board,
-    Column,
     Prepared,
     Step,
-    ratio_columns,
 )
 from local_eval.scoring.training import Recipe, train_model
 from local_eval.store.files import atomic_torch_save
@@ -117,54 +113,7 @@ class Federated:
             reuse={"references_key": refs.key},
         )
 
-    def board(self, preset: Preset, prepared: Prepared, generated: str) -> Board:
-        refs = prepared.final
-        data = refs.data
-        return Board(
-            title=f"Leaderboard: preset `{preset.name}`, federated ({self.clients} clients)",
-            intro=(
-                f"Dataset `{preset.dataset}`, model `{preset.arch}`, N = {preset.n_models} unlearned "
-                f"models per method against N retrained ones. {self.clients} clients hold disjoint "
-                f"shards of the {len(data.retain) + len(data.forget)} training images; client "
-                f"{FORGET_CLIENT} also holds the whole forget set ({len(data.forget)} images, "
-                f"{preset.forget_mode}). The original and the retrained models are trained with "
-                f"FedAvg ({self.resolved_rounds(preset)} rounds of {self.local_epochs} local "
-                "epoch(s)); methods run on the server, and those that ask for it (`ftsu`) get the "
-                f"last {self.kept_rounds} rounds' aggregated updates and client {FORGET_CLIENT}'s "
-                f"contributions. {generated}."
-            ),
-            explanation=(
-                "Score = F x retain ratio x test ratio (the competition's metric) against the FedAvg "
-                "retrained models; *standard* is the same method's score in the ordinary centralised "
-                "setting at the same N (blank when not scored). The retrain ceiling scores the other "
-                "N FedAvg retrained models as if they were a method."
-            ),
-            columns=(
-                *INTERVAL_COLUMNS,
-                *ratio_columns(),
-                Column("standard score", _companion_score),
-            ),
-            picture_title=(
-                f"Federated ({self.clients} clients): preset {preset.name}, N = {preset.n_models}"
-            ),
-            doing=(
-                f"scoring federated ({self.clients} clients) on preset {preset.name} "
-                f"(N={preset.n_models})"
-            ),
-        )
 
-    @staticmethod
-    def describe(result: dict[str, Any]) -> str:
-        fed = result["federation"]
-        return (
-            f", federated: {fed['clients']} clients, {fed['rounds']} FedAvg rounds of "
-            f"{fed['local_epochs']} local epoch(s), forget set on client {fed['forget_client']}"
-        )
-
-
-def _companion_score(row: dict[str, Any]) -> str:
-    other = row.get("companion")
-    return "" if other is None else format(other["score"], ".4f")
 
 
 def client_shards(data: EvalData, clients: int, seed: int, with_forget: bool) -> list[torch.Tensor]:

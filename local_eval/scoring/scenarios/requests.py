@@ -18,7 +18,6 @@ accuracy is always measured on the retain set proper, so the K scores compare.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import numpy as np
 import torch
@@ -39,14 +38,8 @@ from local_eval.scoring.references import (
     reference_task,
 )
 from local_eval.scoring.scenarios import (
-    TIED,
-    VS_LEADER,
-    Board,
-    Column,
     Prepared,
     Step,
-    ratio_columns,
-    score_cell,
 )
 
 MODE = "requests"
@@ -184,47 +177,7 @@ class Requests:
             ),
         )
 
-    def board(self, preset: Preset, prepared: Prepared, generated: str) -> Board:
-        final = prepared.final
-        sizes, grouping = prepared.record["request_sizes"], prepared.record["grouping"]
-        k = self.k
-        return Board(
-            title=f"Leaderboard: preset `{preset.name}`, {k} sequential forget requests",
-            intro=(
-                f"Dataset `{preset.dataset}`, model `{preset.arch}`, N = {preset.n_models} runs per "
-                f"method. The forget set ({len(final.data.forget)} images, {preset.forget_mode}) is "
-                f"served as {k} requests of {', '.join(str(n) for n in sizes)} images (grouped by "
-                f"{grouping}); each run serves them in order on one model, starting from the "
-                "original. After request j the model is scored on all forget images served so far "
-                f"against models retrained without them. {generated}."
-            ),
-            explanation=(
-                "Score = F x retain ratio x test ratio after each request; the ranking uses the last "
-                "one. The retrain ceiling scores the other N retrained models of each step as if they "
-                "were a method; its interval, ties and the difference to the leader are those of the "
-                "final score. Time fraction and passes count all requests of one run."
-            ),
-            columns=(
-                *(_after(j) for j in range(k - 1)),
-                Column(f"after {k}", score_cell),
-                TIED,
-                VS_LEADER,
-                *ratio_columns("F (final)"),
-            ),
-            picture_title=f"{k} sequential requests: preset {preset.name}, N = {preset.n_models}",
-            doing=f"serving {k} requests on preset {preset.name} (N={preset.n_models})",
-        )
 
-    @staticmethod
-    def describe(result: dict[str, Any]) -> str:
-        return (
-            f", {result['k']} sequential requests ({result['grouping']}, sizes "
-            f"{result['request_sizes']})"
-        )
-
-
-def _after(j: int) -> Column:
-    return Column(f"after {j + 1}", lambda row: score_cell(row["steps"][j]))
 
 
 def _intermediate_references(
