@@ -51,7 +51,7 @@ OPTIONS = [
     opt(BUILT + " tune", "method", "METHOD=finetune", help="registered method name, or path of a method file"),
     opt("compare", "a", "A=ftsu", help="registered method name"),
     opt("compare", "b", "B=finetune", help="registered method name to compare it with"),
-    opt("agree", "boards", "BOARDS=docs/leaderboard-faithful_groups.md docs/leaderboard-cpu.md", nargs=2, metavar="BOARD", help="docs/leaderboard-*.md files written by leaderboard"),
+    opt("agree", "boards", "BOARDS=docs/leaderboard-faithful_small_full.md docs/leaderboard-faithful_medium_full.md", nargs=2, metavar="BOARD", help="docs/leaderboard-*.md files written by leaderboard"),
     opt(BUILT, "--class", dest="class_name", help="class to use when the file has several"),
     opt(BUILT, "--set", "SET", dest="overrides", action="append", default=[], metavar="NAME=VALUE", help="override a hyperparameter (repeatable), e.g. --set lr=0.01"),
     opt(MOCKED, "--dataset", choices=DATASETS),

@@ -213,7 +213,7 @@ def test_make_variables_left_empty_take_the_makefiles_old_defaults():
     assert make_argv("eval", {}) == ["eval", "finetune"]  # METHOD ?= finetune, no flag at all
     assert make_argv("compare", {"B": ""}) == ["compare", "ftsu", "finetune"]  # A ?= ftsu, B ?= finetune
     boards = make_argv("agree", {})[1:]
-    assert boards == ["docs/leaderboard-faithful_groups.md", "docs/leaderboard-cpu.md"]
+    assert boards == ["docs/leaderboard-faithful_small_full.md", "docs/leaderboard-faithful_medium_full.md"]
     assert parsed(make_argv("eval", {}))["executor"] == "local"  # EXECUTOR ?= local
     # N_CHECKPOINTS ?= 2 and TRIALS ?= 40: left unset, the functions' own defaults, the same.
     assert inspect.signature(dry_run).parameters["n_checkpoints"].default == 2
