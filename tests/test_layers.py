@@ -71,3 +71,15 @@ def is_method_module(module: str) -> bool:
     if parts[0] != "methods" or len(parts) < 2:
         return False
     return f"methods.{parts[1]}" not in ALLOWED_METHOD_MODULES and (METHODS / f"{parts[1]}.py").exists()
+
+
+# A board is a view: it asks ``scoring.board_scores`` for its figures and renders them.
+BOARD_MODULES = [LOCAL_EVAL / "boards" / "leaderboard.py", LOCAL_EVAL / "boards" / "split_board.py"]
+SCORING_WORK = ("local_eval.scoring.runner", "local_eval.scoring.references", "local_eval.scoring.intervals.with_intervals")
+
+
+@pytest.mark.parametrize("path", BOARD_MODULES, ids=lambda p: p.name)
+def test_a_board_scores_nothing_itself_and_asks_board_scores(path):
+    modules = [module for _, module in imported(path)]
+    assert "local_eval.scoring.board_scores" in modules
+    assert not [m for m in modules if m.startswith(SCORING_WORK)], modules
