@@ -23,7 +23,7 @@ from local_eval.scoring.presets import get_preset
 from local_eval.scoring.references import build_references, references_dir
 from local_eval.scoring.training import Recipe
 from local_eval.store import entries, files
-from local_eval.store.entries import HASH_KEY, ensure_entry, entry_lock, file_sha256
+from local_eval.store.entries import HASH_KEY, entry_lock, file_sha256
 from tests.disk_faults import disk_full_after, refuse_under
 
 ONE_EPOCH = Recipe(epochs=1, lr=0.05, batch_size=32, augment=False)
@@ -208,13 +208,27 @@ HOLDER = textwrap.dedent(
     """
 )
 
+def build_once(record: Path, weights: Path, build) -> dict:
+    """An entry built the way reference builds do it: claimed if missing, written with its hash,
+    checked, released; then its verified record, whichever process built it."""
+    with ExitStack() as stack:
+        claims = entries.claim_missing([("m", record, weights)], ("seed",), stack)
+        if claims:
+            build()
+            stored = {**json.loads(record.read_text()), HASH_KEY: file_sha256(weights)}
+            files.atomic_write_json(record, stored)
+            entries.finish_entry(record, weights, ("seed",))
+            claims["m"].close()
+    return entries.load_verified(record, weights, ("seed",))
+
+
 BUILDER = textwrap.dedent(
     """
     import json, os, sys, time
     from pathlib import Path
     import torch
     from local_eval.store.files import atomic_torch_save, atomic_write_json
-    from local_eval.store.entries import ensure_entry
+    from tests.test_store_entries import build_once
     record, weights, log, go = map(Path, sys.argv[1:5])
     print("ready", flush=True)
     while not go.exists():
@@ -227,7 +241,7 @@ BUILDER = textwrap.dedent(
         atomic_torch_save({"w": torch.arange(4.0)}, weights)
         atomic_write_json(record, {"seed": 7, "weights": weights.name})
 
-    print(json.dumps(ensure_entry(record, weights, ("seed",), build)), flush=True)
+    print(json.dumps(build_once(record, weights, build)), flush=True)
     """
 )
 
@@ -301,7 +315,7 @@ def test_a_killed_builder_leaves_no_claim_behind(tmp_path):
         files.atomic_write_json(record, {"seed": 1})
 
     started = time.monotonic()
-    assert ensure_entry(record, weights, ("seed",), build)["seed"] == 1
+    assert build_once(record, weights, build)["seed"] == 1
     assert time.monotonic() - started < 30
 
 

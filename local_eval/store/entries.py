@@ -205,32 +205,6 @@ def _repair(record: Path, weights: Path, required: tuple[str, ...]) -> dict[str,
     return stored
 
 
-def ensure_entry(
-    record: Path, weights: Path, required: Iterable[str], build: Callable[[], None]
-) -> dict[str, Any]:
-    """The entry's verified record, building it first (once, across processes) when needed.
-
-    ``build`` writes ``weights`` and ``record`` (without the hash, which is added
-    here); it may reuse intact weights that lack a record.
-    """
-    required = tuple(required)
-    stored = verified_record(record, weights, required)
-    if stored is not None:
-        return stored
-    with entry_lock(record):
-        stored = _repair(record, weights, required)
-        if stored is None:
-            try:
-                build()
-            except OSError as error:
-                if error.errno not in WRITE_ERRORS:
-                    raise
-                raise EvalError(unwritable_message(record.parent, error)) from error
-            stored = _repair(record, weights, required)
-        if stored is None:
-            raise _unverifiable(record, weights)
-    return stored
-
 
 def _unverifiable(record: Path, weights: Path) -> EvalError:
     return EvalError(
