@@ -42,14 +42,6 @@ MAX_CONTRAST_CHANGE = 0.15
 NOISE_STD = 4.0
 
 
-def check_person_kind(kind: str) -> str:
-    if kind not in PERSON_KINDS:
-        raise EvalError(
-            f"persons={kind!r} is not a kind of person: use 'frames' (one subject filmed "
-            "many times, as in the competition) or 'groups' (random same-class images)."
-        )
-    return kind
-
 
 def subjects(person_ids: np.ndarray) -> np.ndarray:
     """For each image, the index of its person's first image: the subject it is a frame of."""

@@ -99,10 +99,6 @@ class References:
         """Median time to train one retrained model: what a method's time is compared to."""
         return statistics.median(record.train_seconds for record in self.retrained)
 
-    def load_original(self, device: torch.device) -> nn.Module:
-        """A fresh copy of the original model on ``device``, in eval mode."""
-        return load_model(self.preset.arch, self.original.path, device)
-
 
 def reference_options(preset: Preset) -> dict[str, Any]:
     """Every option that shapes a preset's standard reference model (its manifest)."""
