@@ -1,6 +1,6 @@
 """One scenario's board: the figures ``scoring.board_scores`` returns, as Markdown, JSON and a picture.
 
-One view for every scenario's board: the scenario (``scoring.scenarios``) says
+One view for every scenario's board: the scenario's view (``boards.views``) says
 what its board's header says and which columns it has; the rest (ranking, the
 retrain ceiling's row, the notes on failed and left-out methods, the picture,
 the command under the table) is the same. Nothing here scores: the board asks

@@ -42,7 +42,6 @@ MAX_CONTRAST_CHANGE = 0.15
 NOISE_STD = 4.0
 
 
-
 def subjects(person_ids: np.ndarray) -> np.ndarray:
     """For each image, the index of its person's first image: the subject it is a frame of."""
     person_ids = np.asarray(person_ids)

@@ -109,6 +109,7 @@ def score_board(
     n_models: int | None = None,
     rerun: bool = False,
     with_companion: bool = True,
+    with_differences: bool = True,
     present: Present | None = None,
     options: dict[str, Any] | None = None,
 ) -> BoardScores:
@@ -119,7 +120,8 @@ def score_board(
     score) and ``with_companion`` is set, each method's companion result is reused
     from its own folder when current, else scored into
     ``results/<folder>/<companion>/`` so the companion's own results are never
-    overwritten at another N.
+    overwritten at another N. ``with_differences`` off skips the paired differences
+    to the leader (a bootstrap per method), for boards that do not show them.
     """
     preset = resolve_preset(preset, options, n_models)
     chosen, left_out = choose_methods(only)
@@ -142,7 +144,11 @@ def score_board(
                 say(context.echo, f"{name}: failed: {exc}")
                 failures[name] = str(exc)
     ceilings = board_ceilings(prepared, context.bootstrap)
-    differences = differences_to_leader(rows, ceilings[-1], prepared, context.bootstrap)
+    differences = (
+        differences_to_leader(rows, ceilings[-1], prepared, context.bootstrap)
+        if with_differences
+        else {}
+    )
     return BoardScores(
         preset, scenario, prepared, chosen, left_out, rows, failures, ceilings, companions, differences
     )
@@ -163,19 +169,19 @@ def score_splits(
     """``score_board`` on each of K independent reference sets (``several_splits.split_presets``),
     one split after another; companions and differences are not computed here."""
     base = resolve_preset(preset, options, n_models)
-    chosen, left_out = choose_methods(only)
-    gathering = Gathering(context, rerun, present)
-    boards = []
-    for split in split_presets(base, k):
-        prepared = scenario.prepare(split, context)
-        rows, failures = method_results(chosen, split, scenario, prepared, gathering)
-        ceilings = board_ceilings(prepared, context.bootstrap)
-        boards.append(
-            BoardScores(
-                split, scenario, prepared, chosen, left_out, rows, failures, ceilings, {}, {}
-            )
+    return [
+        score_board(
+            split,
+            scenario,
+            context,
+            only=only,
+            rerun=rerun,
+            with_companion=False,
+            with_differences=False,
+            present=present,
         )
-    return boards
+        for split in split_presets(base, k)
+    ]
 
 
 def method_results(

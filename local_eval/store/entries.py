@@ -205,7 +205,6 @@ def _repair(record: Path, weights: Path, required: tuple[str, ...]) -> dict[str,
     return stored
 
 
-
 def _unverifiable(record: Path, weights: Path) -> EvalError:
     return EvalError(
         f"{record} was just built but does not verify against {weights.name}; "

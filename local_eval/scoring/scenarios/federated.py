@@ -114,8 +114,6 @@ class Federated:
         )
 
 
-
-
 def client_shards(data: EvalData, clients: int, seed: int, with_forget: bool) -> list[torch.Tensor]:
     """Each client's training indices: retain dealt out evenly, the forget set to client 0."""
     if clients < 1:

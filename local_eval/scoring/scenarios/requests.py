@@ -178,8 +178,6 @@ class Requests:
         )
 
 
-
-
 def _intermediate_references(
     preset: Preset,
     data: EvalData,

@@ -30,6 +30,4 @@ class Standard:
         )
 
 
-
-
 SCENARIO = Standard
