@@ -152,3 +152,17 @@ def test_a_scenario_without_a_view_is_shown_as_the_standard_board_with_its_name(
     assert board.title == standard.title + ", whole_class"
     assert [c.header for c in board.columns] == [c.header for c in standard.columns]
     assert not board.compares_with_kaggle and standard.compares_with_kaggle
+
+
+@pytest.mark.parametrize("name", sorted(scenario_names()))
+def test_every_scenario_has_a_view_with_its_summary_phrase(name):
+    from local_eval.boards.views import VIEWS
+
+    assert name in VIEWS
+
+
+def test_a_result_of_a_scenario_without_a_view_is_summarised_by_its_name():
+    from local_eval.boards.views import describe
+
+    assert describe({"mode": "whole_class"}) == ", whole_class"
+    assert describe({}) == ""

@@ -2,9 +2,10 @@
 
 Scenarios (``scoring.scenarios``) say what to compute; this module says how to
 show it. A view is a function from the scenario, the preset and the prepared
-scenario to a ``Board``; ``VIEWS`` holds one per scenario name, and a scenario
-without one is shown as the standard board shows its own (its name in the
-title), so a new scenario is scored and shown before anyone writes its view.
+scenario to a ``Board``; ``VIEWS`` holds one per scenario name, with the phrase
+its results' summary lines add. A scenario without one is shown as the standard
+board shows its own (its name in the title), so a new scenario is scored and
+shown before anyone writes its view.
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ DIAGNOSTIC_COLUMNS = (
 
 def board_view(scenario: Scenario, preset: Preset, prepared: Prepared, generated: str = "") -> Board:
     """The scenario's board (``generated``: the date-and-device sentence its header ends with)."""
-    return VIEWS.get(scenario.name, standard_view)(scenario, preset, prepared, generated)
+    view = VIEWS.get(scenario.name)
+    board = view.board if view else standard_view
+    return board(scenario, preset, prepared, generated)
 
 
 def standard_view(scenario: Scenario, preset: Preset, prepared: Prepared, generated: str) -> Board:
@@ -227,25 +230,38 @@ def _companion_score(row: dict[str, Any]) -> str:
     return "" if other is None else format(other["score"], ".4f")
 
 
-VIEWS: dict[str, Callable[[Any, Preset, Prepared, str], Board]] = {
-    "standard": standard_view,
-    "requests": requests_view,
-    "federated": federated_view,
+def _requests_summary(result: dict[str, Any]) -> str:
+    return (
+        f", {result['k']} sequential requests ({result['grouping']}, sizes "
+        f"{result['request_sizes']})"
+    )
+
+
+def _federated_summary(result: dict[str, Any]) -> str:
+    fed = result["federation"]
+    return (
+        f", federated: {fed['clients']} clients, {fed['rounds']} FedAvg rounds of "
+        f"{fed['local_epochs']} local epoch(s), forget set on client {fed['forget_client']}"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """A scenario's board, and what a result's summary line adds after the preset."""
+
+    board: Callable[[Any, Preset, Prepared, str], Board]
+    summary: Callable[[dict[str, Any]], str]
+
+
+VIEWS: dict[str, View] = {
+    COMPETITION: View(standard_view, lambda result: ""),
+    "requests": View(requests_view, _requests_summary),
+    "federated": View(federated_view, _federated_summary),
 }
 
 
 def describe(result: dict[str, Any]) -> str:
-    """What a result's summary line adds after the preset: the scenario's own settings."""
+    """The scenario's own settings for a result's summary line; a scenario without a view, by name."""
     mode = result.get("mode", COMPETITION)
-    if mode == "requests":
-        return (
-            f", {result['k']} sequential requests ({result['grouping']}, sizes "
-            f"{result['request_sizes']})"
-        )
-    if mode == "federated":
-        fed = result["federation"]
-        return (
-            f", federated: {fed['clients']} clients, {fed['rounds']} FedAvg rounds of "
-            f"{fed['local_epochs']} local epoch(s), forget set on client {fed['forget_client']}"
-        )
-    return "" if mode == COMPETITION else f", {mode}"
+    view = VIEWS.get(mode)
+    return view.summary(result) if view else f", {mode}"
