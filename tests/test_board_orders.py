@@ -74,11 +74,16 @@ def write_board(folder, scores, name="a"):
     return write_rows(folder, name, [result(method, score) for method, score in scores])
 
 
-def write_split_board(folder, per_split, name="s"):
-    """A board over len(per_split) splits; ``per_split[j]`` maps each method to its score there."""
+def write_split_board(folder, per_split, name="s", klom=None):
+    """A board over len(per_split) splits; ``per_split[j]`` maps each method to its score there
+    (and ``klom[j]``, where given, to its KLoM there)."""
     splits = []
-    for split, scores in zip(split_presets(PRESET, len(per_split)), per_split):
-        rows = [result(method, score) for method, score in scores.items()]
+    for j, (split, scores) in enumerate(zip(split_presets(PRESET, len(per_split)), per_split)):
+        kloms = {} if klom is None else klom[j]
+        rows = [
+            result(m, score, klom=(kloms[m], 0.0, 9.0) if m in kloms else None)
+            for m, score in scores.items()
+        ]
         splits.append(SplitRows(split, prepared(), rows, dict(CEILING), ties_with_leader(rows)))
     summary = aggregate_splits(per_split)
     text, data = split_board_and_data(Standard(), PRESET, splits, summary, {})
@@ -244,6 +249,23 @@ def test_klom_is_read_negated_so_that_higher_is_better_on_both_metrics(tmp_path)
 def test_a_board_without_klom_is_refused_saying_what_to_do(tmp_path):
     path = write_board(tmp_path, [("a", 0.2), ("b", 0.1)], "old")
     with pytest.raises(EvalError, match=r"no KLoM on this board; rebuild the board with `make leaderboard`"):
+        read_board(path, metric="klom")
+
+
+def test_a_splits_board_shows_and_is_read_at_its_mean_klom_unless_a_split_is_named(tmp_path):
+    klom = [{"alpha": 1.0, "beta": 2.0, "gamma": 3.0}, {"alpha": 3.0, "beta": 1.0, "gamma": 4.0}]
+    scores = [{m: 0.1 for m in "alpha beta gamma".split()}] * 2
+    path = write_split_board(tmp_path, scores, klom=klom)
+    assert table(path)["alpha"]["mean KLoM"] == "2.00"
+    assert read_board(path, metric="klom").scores == {"alpha": -2.0, "beta": -1.5, "gamma": -3.5}
+    assert read_board(path, split=1, metric="klom").scores == {"alpha": -3.0, "beta": -1.0, "gamma": -4.0}
+
+
+def test_a_splits_board_leaves_the_mean_klom_blank_where_a_split_lacks_it(tmp_path):
+    klom = [{"alpha": 1.0, "beta": 2.0, "gamma": 3.0}, {"alpha": 3.0, "beta": 1.0}]
+    path = write_split_board(tmp_path, [{m: 0.1 for m in "alpha beta gamma".split()}] * 2, klom=klom)
+    assert table(path)["gamma"]["mean KLoM"] == ""
+    with pytest.raises(EvalError, match=r"'gamma' has no mean KLoM"):
         read_board(path, metric="klom")
 
 

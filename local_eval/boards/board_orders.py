@@ -59,7 +59,7 @@ def read_board(path: str | Path, split: int | None = None, metric: str = "score"
     board ranks by: ``score`` on a standard board, the last request's on a
     requests board, the mean over splits on a ``-splitsK`` one, or with ``split``
     set, that split's score on a ``-splitsK`` board (a board of one reference set
-    ignores it). ``metric="klom"`` reads KLoM instead, negated (and its interval
+    ignores it). ``metric="klom"`` reads KLoM (or its mean over splits) instead, negated (and its interval
     with it) so that higher is better on both metrics and two orders compare directly.
     """
     if metric not in METRICS:
@@ -67,24 +67,21 @@ def read_board(path: str | Path, split: int | None = None, metric: str = "score"
     path = Path(path)
     data = _board_data(path)
     count = data.get("splits") or 0  # K on a board over K splits
-    if metric == "klom" and not any("klom" in entry for entry in data["methods"]):
+    if count and split is not None and not 0 <= split < count:
+        have = ", ".join(f"split {j}" for j in range(count))
+        raise EvalError(f"{path}: no split {split} on this board (it has {have}); pass one of those.")
+    key, sign, what = ("klom", -1.0, "KLoM") if metric == "klom" else ("score", 1.0, "score")
+    if count:
+        what = f"mean {what}" if split is None else f"{what} on split {split}"
+    entries = [(entry["method"], _shown(entry, count, split)) for entry in data["methods"]]
+    if metric == "klom" and all(found.get("klom") is None for _, found in entries):
         raise EvalError(
             f"{path}: no KLoM on this board; rebuild the board with `make leaderboard` "
             "(boards written before KLoM lack it)."
         )
-    by_split = count and metric == "score"
-    if by_split and split is not None and not 0 <= split < count:
-        have = ", ".join(f"split {j}" for j in range(count))
-        raise EvalError(f"{path}: no split {split} on this board (it has {have}); pass one of those.")
-    key, sign, what = ("klom", -1.0, "KLoM") if metric == "klom" else ("score", 1.0, "score")
-    if by_split:
-        what = "mean score" if split is None else f"score on split {split}"
     scores: dict[str, float] = {}
     intervals: dict[str, tuple[float, float]] = {}
-    for entry in data["methods"]:
-        method, found = entry["method"], entry
-        if by_split:  # the mean has no interval; a split's figures are null where it failed there
-            found = {"score": entry["mean"]} if split is None else entry["splits"][split] or {}
+    for method, found in entries:
         if found.get(key) is None:
             raise EvalError(f"{path}: {method!r} has no {what}; rebuild the board with `make leaderboard`.")
         if method in scores:
@@ -97,6 +94,16 @@ def read_board(path: str | Path, split: int | None = None, metric: str = "score"
     if metric == "klom":
         title += ", KLoM (negated: higher is better)"
     return Board(path, title, data["setup"], scores, intervals)
+
+
+def _shown(entry: dict[str, Any], count: int, split: int | None) -> dict[str, Any]:
+    """A method's figures as read: on a board over splits, its means (which have no
+    interval) or one split's figures (null where it failed on that split)."""
+    if not count:
+        return entry
+    if split is None:
+        return {"score": entry["mean"], "klom": entry.get("mean_klom")}
+    return entry["splits"][split] or {}
 
 
 def _board_data(path: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from local_eval.boards.leaderboard import (
 )
 from local_eval.boards.plots import plot_splits
 from local_eval.boards.report import presenter
-from local_eval.boards.views import board_view, score_cell
+from local_eval.boards.views import DIAGNOSTIC_COLUMNS, board_view, score_cell
 from local_eval.scoring.board_scores import CEILING_LABEL, score_splits
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.presets import Preset
@@ -121,6 +121,7 @@ def split_board_and_data(
     devices = sorted({row["device"] for row in results}) or ["(no method scored)"]
     board = board_view(scenario, preset, splits[0].prepared, f"Generated {today} on {', '.join(devices)}")
     names = ", ".join(f"`{s.preset.name}`" for s in splits)
+    shows_klom = DIAGNOSTIC_COLUMNS[0] in board.columns
     title, setup = f"{board.title}, {k} splits", board.intro + " (Sizes are split 0's.)"
     lines = [
         f"# {title}",
@@ -132,7 +133,13 @@ def split_board_and_data(
         "itself). *mean* and *sd* are over the splits' scores; *ranks* gives the rank on each "
         "split (1 = best, equal scores share a rank); a † marks a score whose interval overlaps "
         "that split's leader's, and *tied with #1* counts those splits. The retrain ceiling is "
-        "not ranked.",
+        "not ranked."
+        + (
+            " *mean KLoM*: the KLoM of one-split boards (0 is retraining, lower is better) "
+            "averaged over the splits; blank where a split lacks it."
+            if shows_klom
+            else ""
+        ),
         "",
         uncertainty_note(results, splits[0].ceiling),
         "",
@@ -140,8 +147,9 @@ def split_board_and_data(
         "",
         "| rank | method | mean score | sd | "
         + " | ".join(f"split {j} [lo, hi]" for j in range(k))
-        + " | ranks | mean rank | tied with #1 |",
-        "|---:|---|" + "---:|" * (k + 5),
+        + " | ranks | mean rank | tied with #1 |"
+        + (" mean KLoM |" if shows_klom else ""),
+        "|---:|---|" + "---:|" * (k + 5 + shows_klom),
     ]
     by_split = [{row["method"]: row for row in s.rows} for s in splits]
     ceiling_scores = [s.ceiling["score"] for s in splits]
@@ -154,9 +162,12 @@ def split_board_and_data(
             cells = [_number(mean), _number(sd)]
             cells += [score_cell(s.ceiling) for s in splits]
             cells += ["", "", ""]
-            lines.append(f"|  | {name} | " + " | ".join(cells) + " |")
             each = [figures(s.ceiling) for s in splits]
+            klom = _mean_klom(each)
+            cells += [_number(klom, ".2f")] if shows_klom else []
+            lines.append(f"|  | {name} | " + " | ".join(cells) + " |")
             ceiling = {"method": name, "mean": number(mean), "sd": number(sd), "splits": each}
+            ceiling |= {"mean_klom": number(klom)} if shows_klom else {}
             continue
         rank += 1
         found = summary[name]
@@ -173,11 +184,13 @@ def split_board_and_data(
         cells.append(_number(found.mean_rank, ".2f"))
         tied = sum(bool(s.ties.get(name)) for s in splits)
         cells.append(f"{tied}/{k}")
+        klom = _mean_klom(each)
+        cells += [_number(klom, ".2f")] if shows_klom else []
         lines.append(f"| {rank} | {name} | " + " | ".join(cells) + " |")
         methods.append({
             "rank": rank, "method": name, "mean": number(found.mean), "sd": number(found.std),
             "mean_rank": number(found.mean_rank), "tied_splits": tied, "splits": each,
-        })  # fmt: skip
+        } | ({"mean_klom": number(klom)} if shows_klom else {}))  # fmt: skip
     if board.compares_with_kaggle:
         lines += agreement_table(
             [(f"split {j}", kaggle_agreement(s.rows)) for j, s in enumerate(splits)]
@@ -185,6 +198,12 @@ def split_board_and_data(
     lines += board_notes(failures, left_out, board.left_out_label)
     data = board_data(title, setup, preset, scenario.name, methods, ceiling, splits=k)
     return "\n".join(lines) + "\n", data
+
+
+def _mean_klom(each: list[dict[str, Any] | None]) -> float:
+    """KLoM averaged over the splits; NaN (blank) unless every split has it."""
+    found = [None if figures is None else figures.get("klom") for figures in each]
+    return math.nan if None in found else _mean(found)
 
 
 def _number(value: float, spec: str = ".4f") -> str:
