@@ -208,8 +208,11 @@ def run(args: argparse.Namespace) -> int | None:
                 raise EvalError(f"--methods {args.methods!r} names no method: give registered names separated by commas, e.g. --methods finetune,kookmin (see `python -m cli methods`).")
             print(_score(args, leaderboard.build_leaderboard, split_board.build_split_leaderboard, only=only))
         case "references":
-            from local_eval.scoring.reference_status import reference_status, status_text
-            from local_eval.scoring.references import build_references
+            from local_eval.scoring.references import (
+                build_references,
+                reference_status,
+                status_text,
+            )
             from local_eval.scoring.runner import resolve_preset
             preset = resolve_preset(*_preset_and_fields(args), None)
             if not args.status:

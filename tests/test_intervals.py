@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from local_eval.boards.leaderboard import render_board
+from local_eval.boards.leaderboard import board_and_data
 from local_eval.boards.report import evaluate_method
 from local_eval.scoring.context import make_context
 from local_eval.scoring.intervals import (
@@ -67,9 +67,9 @@ def test_board_marks_as_tied_exactly_the_methods_whose_interval_overlaps_the_lea
         "kookmin": (0.05, 0.11),
         "finetune": (0.03, 0.09),
     }
-    text = render_board(
+    text = board_and_data(
         Standard(), PRESET, prepared(), with_intervals(rows(), bounds), [ceiling()], {}, {}
-    )
+    )[0]
     marks = tied_cells(text)
     assert {name: marks[name] for name in bounds} == {
         "ams_unlearn": "tied",
@@ -81,7 +81,7 @@ def test_board_marks_as_tied_exactly_the_methods_whose_interval_overlaps_the_lea
 
 def test_board_shows_each_score_with_its_interval():
     bounds = {name: (0.01, 0.3) for name in ("ams_unlearn", "ftsu", "kookmin", "finetune")}
-    text = render_board(Standard(), PRESET, prepared(), with_intervals(rows(), bounds), [ceiling()], {}, {})
+    text = board_and_data(Standard(), PRESET, prepared(), with_intervals(rows(), bounds), [ceiling()], {}, {})[0]
     assert "| 1 | ams_unlearn | 0.1632 [0.0100, 0.3000] |" in text
 
 

@@ -10,14 +10,16 @@ import torch.nn.functional as F
 
 from local_eval.data.datasets import load_dataset
 from local_eval.errors import EvalError
-from local_eval.scoring.models import build_model
-from local_eval.scoring.passes import (
+from local_eval.scoring.cost import (
     PassCount,
+    RunTiming,
     count_passes,
     relative_passes,
     retraining_passes,
+    time_fraction,
+    time_run,
 )
-from local_eval.scoring.timing import RunTiming, time_fraction, time_run
+from local_eval.scoring.models import build_model
 from local_eval.scoring.training import Recipe, train_model
 
 

@@ -9,6 +9,7 @@ import torch
 
 from local_eval.errors import EvalError
 from local_eval.scoring import references
+from local_eval.scoring.models import model_from_state
 from local_eval.scoring.presets import PRESETS, get_preset
 from local_eval.scoring.references import build_references, references_dir, references_key
 from tests import tiny_references
@@ -146,7 +147,8 @@ def test_each_model_keeps_its_forget_confidences_and_accuracies(tiny_preset, cac
 
 def test_cached_measurements_match_the_stored_weights(tiny_preset, cache):
     refs = build_references(tiny_preset, device=torch.device("cpu"), progress=False)
-    model = references.load_model(tiny_preset.arch, refs.retrained[1].path, torch.device("cpu"))
+    state = torch.load(refs.retrained[1].path, map_location="cpu", weights_only=True)
+    model = model_from_state(tiny_preset.arch, state, torch.device("cpu"))
     measured = references.measure_model(model, refs.data, torch.device("cpu"))
     torch.testing.assert_close(measured["forget_confidences"], refs.retrained[1].forget_confidences)
 

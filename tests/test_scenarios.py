@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from local_eval.boards.leaderboard import render_board
+from local_eval.boards.leaderboard import board_and_data
 from local_eval.errors import EvalError
 from local_eval.scoring.presets import get_preset
 from local_eval.scoring.scenarios import Prepared, Step, get_scenario, scenario_names
@@ -93,12 +93,12 @@ def test_an_unknown_scenario_is_refused_with_the_known_ones():
 
 
 def test_standard_board_renders_as_before():
-    text = render_board(Standard(), PRESET, prepared(), rows(), [ceiling()], {}, FAILURES, LEFT_OUT)
+    text = board_and_data(Standard(), PRESET, prepared(), rows(), [ceiling()], {}, FAILURES, LEFT_OUT)[0]
     assert masked(text) == expected("standard")
 
 
 def test_requests_board_renders_as_before():
-    text = render_board(
+    text = board_and_data(
         Requests(3),
         PRESET,
         prepared(3, {"k": 3, "grouping": "persons", "request_sizes": [7, 7, 7]}),
@@ -107,15 +107,15 @@ def test_requests_board_renders_as_before():
         {},
         FAILURES,
         LEFT_OUT,
-    )
+    )[0]
     assert masked(text) == expected("requests")
 
 
 def test_federated_board_renders_as_before_with_the_companion_score():
     companions = {"finetune": {"score": 0.1234}, "ftsu": {"score": 0.05}}
-    text = render_board(
+    text = board_and_data(
         Federated(clients=4), PRESET, prepared(), rows(), [ceiling()], companions, FAILURES, LEFT_OUT
-    )
+    )[0]
     assert masked(text) == expected("federated")
 
 

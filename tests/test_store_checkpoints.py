@@ -11,7 +11,13 @@ from local_eval.data.datasets import load_dataset
 from local_eval.scoring import references
 from local_eval.scoring.models import build_model
 from local_eval.scoring.presets import get_preset
-from local_eval.scoring.references import build_references, epoch_checkpoint, references_dir
+from local_eval.scoring.references import (
+    build_references,
+    epoch_checkpoint,
+    reference_status,
+    references_dir,
+    status_text,
+)
 from local_eval.scoring.training import Recipe, train_model
 from local_eval.store.checkpoints import EpochCheckpoint
 from tests import tiny_references
@@ -173,8 +179,6 @@ def test_a_stored_model_leaves_no_epoch_checkpoint_behind(tiny_preset):
 
 
 def test_status_of_a_finished_build_counts_every_model_and_its_training_time(tiny_preset):
-    from local_eval.scoring.reference_status import reference_status
-
     build_references(tiny_preset, device=torch.device("cpu"), progress=False)
     status = reference_status(tiny_preset)
     assert (status.finished, status.total, status.half_trained) == (7, 7, {})
@@ -184,8 +188,6 @@ def test_status_of_a_finished_build_counts_every_model_and_its_training_time(tin
 def test_status_of_a_killed_build_names_the_half_trained_model_and_its_saved_epochs(
     tiny_preset, monkeypatch
 ):
-    from local_eval.scoring.reference_status import reference_status, status_text
-
     _kill_after_saves(monkeypatch, saves=1)
     with pytest.raises(Killed):
         build_references(tiny_preset, device=torch.device("cpu"), progress=False)
@@ -195,8 +197,6 @@ def test_status_of_a_killed_build_names_the_half_trained_model_and_its_saved_epo
 
 
 def test_status_does_not_count_a_model_whose_weights_no_longer_match(tiny_preset):
-    from local_eval.scoring.reference_status import reference_status
-
     built = build_references(tiny_preset, device=torch.device("cpu"), progress=False)
     built.original.path.write_bytes(b"not the weights")
     assert reference_status(tiny_preset).finished == 6

@@ -178,7 +178,7 @@ def test_two_workers_on_one_study_never_run_the_same_trial(smoke_tuned, smoke_re
 def test_pruned_trials_are_never_scored_on_all_runs(tmp_path):
     calls: list[tuple[str, int]] = []
 
-    def fake_score(method_cls, params, split, n_models, executor=None, *, label, intervals=False):
+    def fake_score(method_cls, params, split, n_models, *, label, intervals=False):
         calls.append((label, n_models))
         return {"score": -abs(params["lr"] - 0.01), "interval": None, "time_fraction": 0.1,
                 "passes": None, "ceiling": None}

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from local_eval.scoring.bootstrap import bounds
+
 # Places on the NeurIPS 2023 Machine Unlearning private leaderboard. The first four and
 # the sixth and seventh are deepunlearn's kgltop1..kgltop7 files (docs/top-methods.md;
 # kgltop5, the fifth, is no method here); `forget` placed eighth (its team's report).
@@ -108,8 +110,7 @@ def kaggle_agreement(
     if draws is not None:
         scores, level = draws
         taus = [kendall_tau(list(column), truth) for column in scores.T]
-        tail = (1 - level) / 2
-        low, high = np.quantile(taus, [tail, 1 - tail])
+        low, high = bounds(taus, level)
         interval = (float(low), float(high))
     above = clearly = None
     if baseline in by_name:

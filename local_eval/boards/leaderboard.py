@@ -10,16 +10,17 @@ the command under the table) is the same. Nothing here scores: the board asks
 from __future__ import annotations
 
 import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from local_eval.boards.board_data import board_data, figures
 from local_eval.boards.kaggle_order import agreement_lines, kaggle_agreement
 from local_eval.boards.plots import plot_board
-from local_eval.boards.report import presenter
+from local_eval.boards.report import present
 from local_eval.boards.two_metrics import two_metric_lines
 from local_eval.boards.views import Board, board_view
-from local_eval.scoring.board_scores import CEILING_LABEL, score_board
+from local_eval.scoring.board_scores import CEILING_LABEL, say, score_board
 from local_eval.scoring.bootstrap import tied_with_leader
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.intervals import stored_interval
@@ -67,7 +68,7 @@ def build_leaderboard(
         n_models=n_models,
         rerun=rerun,
         with_companion=with_companion,
-        present=presenter(context.echo),
+        present=partial(present, echo=context.echo),
         options=options,
     )
     scenario, preset, prepared = scores.scenario, scores.preset, scores.prepared
@@ -87,7 +88,7 @@ def build_leaderboard(
     stem = f"leaderboard-{results_folder(preset.name, scenario.name)}"
     plot_board(
         docs / f"{stem}.png",
-        board_title(scenario, preset, prepared),
+        board_view(scenario, preset, prepared).picture_title,
         rows,
         ceilings,
         companions if scenario.companion is not None else None,
@@ -102,15 +103,6 @@ def build_leaderboard(
         context.echo,
         data,
     )
-
-
-def board_title(scenario: Scenario, preset: Preset, prepared: Prepared) -> str:
-    return board_view(scenario, preset, prepared).picture_title
-
-
-def render_board(*args: Any, **kwargs: Any) -> str:
-    """``board_and_data``'s Markdown alone."""
-    return board_and_data(*args, **kwargs)[0]
 
 
 def board_and_data(
@@ -149,7 +141,8 @@ def board_and_data(
         "| rank | method | " + " | ".join(column.header for column in board.columns) + " |",
         "|---:|---|" + "---:|" * len(board.columns),
     ]
-    retraining = timed_retraining_of(results)
+    # The ceiling is retraining: its time is the first timed retraining's, else the references' median.
+    retraining = next((r["cost"]["retraining"] for r in results if r.get("cost")), None)
     ceiling_row = {
         **ceilings[-1],
         "method": CEILING_LABEL,
@@ -225,11 +218,6 @@ BASES = {
     "calibrated": "each run's wall time in units of a calibration workload timed beside it, over "
     "the same for one retraining timed in the same scoring process",
 }
-
-
-def timed_retraining_of(results: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The first result's timed retraining (``cost.retraining``), or None if none has one."""
-    return next((r["cost"]["retraining"] for r in results if r.get("cost")), None)
 
 
 def cost_note(results: list[dict[str, Any]], prepared: Prepared) -> str:
@@ -328,8 +316,3 @@ def board_notes(
     if left_out:
         lines += ["", f"{left_out_label}: " + ", ".join(f"`{name}`" for name in left_out) + "."]
     return lines
-
-
-def say(echo: bool, message: str) -> None:
-    if echo:
-        print(message, flush=True)

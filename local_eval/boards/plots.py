@@ -15,7 +15,6 @@ board gets one without code here.
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from local_eval.boards.kaggle_order import (
     kaggle_agreement,
     share_text,
 )
-from local_eval.store.files import atomic_write_bytes
+from local_eval.store.files import atomic_write_figure
 
 CEILING_COLOUR = "tab:red"
 
@@ -110,7 +109,7 @@ def _score_and_cost(
     if rest:
         _against_kaggle(rest[0], rows, agreement)
     figure.suptitle(title)
-    return _save(figure, path)
+    return atomic_write_figure(figure, path, dpi=100)
 
 
 def _against_kaggle(axes, rows: list[dict[str, Any]], agreement: KaggleAgreement) -> None:
@@ -167,7 +166,7 @@ def _score_per_step(
     axis.set_ylabel("score on all forget data served so far")
     axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     figure.suptitle(title)
-    return _save(figure, path)
+    return atomic_write_figure(figure, path, dpi=100)
 
 
 def _score_beside_companion(
@@ -199,7 +198,7 @@ def _score_beside_companion(
     axis.set_xlabel("score")
     axis.legend(fontsize=8, loc="lower right")
     figure.suptitle(title)
-    return _save(figure, path)
+    return atomic_write_figure(figure, path, dpi=100)
 
 
 def plot_splits(
@@ -225,7 +224,7 @@ def plot_splits(
     axis.set_xlabel("score")
     axis.legend(fontsize=8, loc="lower right")
     figure.suptitle(title)
-    return _save(figure, path)
+    return atomic_write_figure(figure, path, dpi=100)
 
 
 def plot_agreement(
@@ -259,7 +258,7 @@ def plot_agreement(
         else ""
     )
     axis.set_title(f"Kendall's tau {found.tau:.2f} over {len(found.methods)} methods{chance}")
-    return _save(figure, path)
+    return atomic_write_figure(figure, path, dpi=100)
 
 
 def _bars(board: Board, methods: tuple[str, ...]) -> list[list[float]]:
@@ -270,10 +269,4 @@ def _bars(board: Board, methods: tuple[str, ...]) -> list[list[float]]:
 
 def _ceiling_line(draw, score: float, label: str = "retrain ceiling") -> None:
     draw(score, color=CEILING_COLOUR, linestyle="--", label=f"{label} ({score:.3f})")
-
-
-def _save(figure, path: Path | str) -> Path:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return atomic_write_bytes(path, buffer.getvalue())
 

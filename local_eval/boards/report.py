@@ -7,22 +7,20 @@ shows *why* F is what it is: which forget examples still look unlike retraining.
 
 from __future__ import annotations
 
-import io
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from local_eval.boards.views import describe
+from local_eval.boards.views import describe, score_cell
 from local_eval.scoring.context import Context, make_context
 from local_eval.scoring.metric import max_epsilon
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.runner import Scored, resolve_preset, score_method
 from local_eval.scoring.scenarios import COMPETITION, Scenario
 from local_eval.scoring.several_splits import aggregate_splits, split_presets
-from local_eval.store.files import atomic_write_bytes
+from local_eval.store.files import atomic_write_figure
 from methods.base import BaseMethod
 
 PLOTTED_EXAMPLES = 4
@@ -51,11 +49,6 @@ def evaluate_method(
     )
     present(scored, context.echo)
     return scored.result
-
-
-def presenter(echo: bool) -> Callable[[Scored], None]:
-    """``present`` with ``echo`` fixed: what a board does with each method it scores afresh."""
-    return lambda scored: present(scored, echo)
 
 
 def present(scored: Scored, echo: bool = True) -> None:
@@ -110,10 +103,8 @@ def format_splits_summary(results: list[dict[str, Any]]) -> str:
     summary = aggregate_splits([{name: r["score"]} for r in results])[name]
     lines = ["", f"{name} on {len(results)} splits of preset {results[0]['preset']}:"]
     for j, result in enumerate(results):
-        record = result.get("intervals")
-        bracket = "" if record is None else f" [{record['score'][0]:.4f}, {record['score'][1]:.4f}]"
         lines.append(
-            f"  split {j} ({result['preset']}): score {result['score']:.4f}{bracket}, "
+            f"  split {j} ({result['preset']}): score {score_cell(result)}, "
             f"ceiling {result['ceiling']['score']:.4f}"
         )
     spread = "n/a" if math.isnan(summary.std) else f"{summary.std:.4f}"
@@ -168,17 +159,13 @@ def interval_lines(result: dict[str, Any]) -> list[str]:
     record = result.get("intervals")
     if record is None:
         return ["  no interval: the runs kept no forget confidences"]
-    ceiling = result["ceiling"].get("intervals")
     lines = [
-        f"  score {result['score']:.4f} [{record['score'][0]:.4f}, {record['score'][1]:.4f}], "
+        f"  score {score_cell(result)}, "
         f"F [{record['forget_quality'][0]:.3f}, {record['forget_quality'][1]:.3f}] "
         f"({record['level']:.0%} intervals, B={record['num_resamples']})"
     ]
-    if ceiling is not None:
-        lines.append(
-            f"  ceiling {result['ceiling']['score']:.4f} "
-            f"[{ceiling['score'][0]:.4f}, {ceiling['score'][1]:.4f}]"
-        )
+    if result["ceiling"].get("intervals") is not None:
+        lines.append(f"  ceiling {score_cell(result['ceiling'])}")
     return lines
 
 
@@ -265,9 +252,7 @@ def plot_result(
         if slot == 0:
             axis.legend(fontsize=7, loc="upper left")
     figure.suptitle(title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_figure(figure, path, dpi=100)
 
 
 def _examples_to_plot(epsilons: torch.Tensor) -> list[int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from local_eval.boards.leaderboard import (
     write_board,
 )
 from local_eval.boards.plots import plot_splits
-from local_eval.boards.report import presenter
+from local_eval.boards.report import present
 from local_eval.boards.views import DIAGNOSTIC_COLUMNS, board_view, score_cell
 from local_eval.scoring.board_scores import CEILING_LABEL, score_splits
 from local_eval.scoring.context import Context, make_context
@@ -79,7 +80,7 @@ def build_split_leaderboard(
         only=only,
         n_models=n_models,
         rerun=rerun,
-        present=presenter(context.echo),
+        present=partial(present, echo=context.echo),
         options=options,
     )
     base, chosen, left_out = boards[0].preset, boards[0].chosen, boards[0].left_out
@@ -157,40 +158,34 @@ def split_board_and_data(
     entries.append((CEILING_LABEL, _mean(ceiling_scores)))
     rank, methods, ceiling = 0, [], None
     for name, mean in sorted(entries, key=lambda e: -_or_minus_inf(e[1])):
-        if name == CEILING_LABEL:
-            sd = _sd(ceiling_scores)
-            cells = [_number(mean), _number(sd)]
-            cells += [score_cell(s.ceiling) for s in splits]
-            cells += ["", "", ""]
-            each = [figures(s.ceiling) for s in splits]
-            klom = _mean_klom(each)
-            cells += [_number(klom, ".2f")] if shows_klom else []
-            lines.append(f"|  | {name} | " + " | ".join(cells) + " |")
-            ceiling = {"method": name, "mean": number(mean), "sd": number(sd), "splits": each}
-            ceiling |= {"mean_klom": number(klom)} if shows_klom else {}
-            continue
-        rank += 1
-        found = summary[name]
-        cells, each = [_number(found.mean), _number(found.std)], []
+        # The ceiling's row is a method's row without ranks and ties.
+        is_ceiling = name == CEILING_LABEL
+        found = None if is_ceiling else summary[name]
+        sd = _sd(ceiling_scores) if is_ceiling else found.std
+        cells, each = [_number(mean), _number(sd)], []
         for j, s in enumerate(splits):
-            row = by_split[j].get(name)
+            row = s.ceiling if is_ceiling else by_split[j].get(name)
             mark = " †" if s.ties.get(name) else ""
             cells.append("" if row is None else score_cell(row) + mark)
-            rank_j = number(found.ranks[j])
-            each.append(
-                None if row is None else {**figures(row), "tied": bool(mark), "rank": rank_j}
-            )
-        cells.append(", ".join(_rank(r) for r in found.ranks))
-        cells.append(_number(found.mean_rank, ".2f"))
+            ranked = {} if is_ceiling else {"tied": bool(mark), "rank": number(found.ranks[j])}
+            each.append(None if row is None else figures(row) | ranked)
         tied = sum(bool(s.ties.get(name)) for s in splits)
-        cells.append(f"{tied}/{k}")
+        if is_ceiling:
+            cells += ["", "", ""]
+        else:
+            ranks = ", ".join(_rank(r) for r in found.ranks)
+            cells += [ranks, _number(found.mean_rank, ".2f"), f"{tied}/{k}"]
         klom = _mean_klom(each)
         cells += [_number(klom, ".2f")] if shows_klom else []
-        lines.append(f"| {rank} | {name} | " + " | ".join(cells) + " |")
-        methods.append({
-            "rank": rank, "method": name, "mean": number(found.mean), "sd": number(found.std),
-            "mean_rank": number(found.mean_rank), "tied_splits": tied, "splits": each,
-        } | ({"mean_klom": number(klom)} if shows_klom else {}))  # fmt: skip
+        rank += 0 if is_ceiling else 1
+        lines.append(f"| {'' if is_ceiling else rank} | {name} | " + " | ".join(cells) + " |")
+        entry = {"method": name, "mean": number(mean), "sd": number(sd), "splits": each}
+        entry |= {"mean_klom": number(klom)} if shows_klom else {}
+        if is_ceiling:
+            ceiling = entry
+        else:
+            extra = {"mean_rank": number(found.mean_rank), "tied_splits": tied}
+            methods.append({"rank": rank, **entry, **extra})
     if board.compares_with_kaggle:
         lines += agreement_table(
             [(f"split {j}", kaggle_agreement(s.rows)) for j, s in enumerate(splits)]

@@ -104,14 +104,7 @@ def _load_cached(
     else:
         images, labels = _read_cifar10(split, data_root)
         convert, classes = (lambda x: x), CIFAR10_CLASSES
-    if size is not None:
-        if size > len(labels):
-            raise EvalError(
-                f"Asked for {size} {split} images of {name}, but the split has only "
-                f"{len(labels)}: lower the size option."
-            )
-        keep = torch.from_numpy(stratified_subset(labels.numpy(), size, seed))
-        images, labels = images[keep], labels[keep]
+    images, labels = _subset(images, labels, size, seed, f"{split} images of {name}", "the split has")
     return ImageDataset(convert(images), labels, classes, name)
 
 
@@ -137,19 +130,26 @@ def _load_pooled_cached(
     parts = [load_dataset(name, split, data_root=data_root, seed=seed) for split in SPLITS]
     images = torch.cat([part.images for part in parts])
     labels = torch.cat([part.labels for part in parts])
-    if size is not None:
-        if size > len(labels):
-            raise EvalError(
-                f"Asked for {size} pooled images of {name}, but its train and test files hold "
-                f"only {len(labels)}: lower the size option."
-            )
-        keep = torch.from_numpy(stratified_subset(labels.numpy(), size, seed))
-        images, labels = images[keep], labels[keep]
+    what = f"pooled images of {name}"
+    images, labels = _subset(images, labels, size, seed, what, "its train and test files hold")
     return ImageDataset(images, labels, parts[0].classes, name)
 
 
+def _subset(
+    images: torch.Tensor, labels: torch.Tensor, size: int | None, seed: int, what: str, holds: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded class-balanced ``size`` of them (all when ``size`` is None)."""
+    if size is None:
+        return images, labels
+    if size > len(labels):
+        raise EvalError(
+            f"Asked for {size} {what}, but {holds} only {len(labels)}: lower the size option."
+        )
+    keep = torch.from_numpy(stratified_subset(labels.numpy(), size, seed))
+    return images[keep], labels[keep]
+
+
 def subset_dataset(dataset: ImageDataset, indices) -> ImageDataset:
-    """The images at ``indices``, in that order, as a dataset of their own."""
     index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
     return ImageDataset(dataset.images[index], dataset.labels[index], dataset.classes, dataset.name)
 

@@ -44,11 +44,8 @@ NOISE_STD = 4.0
 
 def subjects(person_ids: np.ndarray) -> np.ndarray:
     """For each image, the index of its person's first image: the subject it is a frame of."""
-    person_ids = np.asarray(person_ids)
-    first: dict[int, int] = {}
-    for index, person in enumerate(person_ids.tolist()):
-        first.setdefault(person, index)
-    return np.array([first[p] for p in person_ids.tolist()], dtype=np.int64)
+    _, first, inverse = np.unique(person_ids, return_index=True, return_inverse=True)
+    return first[inverse].astype(np.int64)
 
 
 def film_persons(dataset: ImageDataset, person_ids: np.ndarray, seed: int) -> ImageDataset:

@@ -57,7 +57,6 @@ class EvalData:
     test: torch.Tensor
 
 
-
 def load_eval_data(preset: DataOptions) -> EvalData:
     """The train subset, its retain/forget split and the validation/test examples.
 

@@ -99,11 +99,7 @@ def make_split(
         raise EvalError(f"Unknown split mode {mode!r}: use 'persons' or 'random'.")
     if forget_fraction is None:
         forget_fraction = PERSONS_FORGET_FRACTION if mode == "persons" else RANDOM_FORGET_FRACTION
-    if not 0.0 < forget_fraction < 1.0:
-        raise EvalError(
-            f"forget_fraction must be strictly between 0 and 1, got {forget_fraction}: "
-            "the competition uses 0.02."
-        )
+    _check_forget_fraction(forget_fraction)
     if len(labels) < 2:
         raise EvalError(f"A split needs at least 2 training images, got {len(labels)}.")
     target = max(1, round(forget_fraction * len(labels)))
@@ -119,8 +115,7 @@ def make_split(
             f"The forget set would take all {len(labels)} training images: use more images "
             "or smaller persons (images_per_person)."
         )
-    retain = np.setdiff1d(np.arange(len(labels)), forget, assume_unique=True)
-    return CompetitionSplit(retain.astype(np.int64), forget.astype(np.int64), person_ids)
+    return _split(len(labels), forget, person_ids)
 
 
 def _whole_persons(person_ids: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:
@@ -138,6 +133,19 @@ def _whole_persons(person_ids: np.ndarray, target: int, rng: np.random.Generator
     if not chosen:
         chosen.append(int(persons[order[0]]))
     return np.flatnonzero(np.isin(person_ids, chosen))
+
+
+def _check_forget_fraction(forget_fraction: float) -> None:
+    if not 0.0 < forget_fraction < 1.0:
+        raise EvalError(
+            f"forget_fraction must be strictly between 0 and 1, got {forget_fraction}: "
+            "the competition uses 0.02."
+        )
+
+
+def _split(num_images: int, forget: np.ndarray, person_ids: np.ndarray) -> CompetitionSplit:
+    retain = np.setdiff1d(np.arange(num_images), forget, assume_unique=True)
+    return CompetitionSplit(retain.astype(np.int64), forget.astype(np.int64), person_ids)
 
 
 def _as_labels(labels: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -218,11 +226,7 @@ def make_person_count_split(
     labels = _as_labels(labels)
     if forget_persons < 1:
         raise EvalError(f"forget_persons={forget_persons} must be at least 1 (the organisers use 15).")
-    if not 0.0 < forget_fraction < 1.0:
-        raise EvalError(
-            f"forget_fraction must be strictly between 0 and 1, got {forget_fraction}: "
-            "the competition uses 0.02."
-        )
+    _check_forget_fraction(forget_fraction)
     mean_size = forget_fraction * len(labels) / forget_persons
     sizes = (max(1, round(mean_size / 2)), max(1, round(1.5 * mean_size)))
     person_ids = assign_persons(labels, seed, sizes)
@@ -235,5 +239,4 @@ def make_person_count_split(
     rng = np.random.default_rng([seed, 0x5E1, forget_persons])
     chosen = rng.choice(persons, size=forget_persons, replace=False)
     forget = np.flatnonzero(np.isin(person_ids, chosen))
-    retain = np.setdiff1d(np.arange(len(labels)), forget, assume_unique=True)
-    return CompetitionSplit(retain.astype(np.int64), forget.astype(np.int64), person_ids)
+    return _split(len(labels), forget, person_ids)

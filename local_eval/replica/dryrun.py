@@ -16,6 +16,7 @@ import io
 import re
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,17 +27,19 @@ from nbformat import NotebookNode
 
 from local_eval.errors import EvalError
 from local_eval.replica import kaggle_projection, state_leak
-from local_eval.replica.html_export import export_html
-from local_eval.replica.input_validation import check_competition_input
+from local_eval.replica.input_validation import (
+    EMPTY_MARKER,
+    NUM_CLASSES,
+    ORIGINAL_MODEL,
+    check_competition_input,
+    competition_model,
+    key_mismatches,
+)
 from local_eval.replica.instrument import instrumented_copy, marker_payload
 from local_eval.replica.kernel import check_kernel_exists, ensure_kernel
 from local_eval.replica.notebook_failure import describe_failure
 from local_eval.store.files import atomic_write_json, atomic_write_text
 
-KAGGLE_CALLS = 512  # checkpoints the competition's scorer asks for
-NUM_CLASSES = 10
-ORIGINAL_MODEL = "original_model.pth"
-EMPTY_MARKER = "empty.txt"
 REPORT_NAME = "dryrun.json"
 TIMING = re.compile(
     r"UNLEARNKIT_TIMING seconds_per_call=(?P<seconds>\S+) device=(?P<device>\S+) calls=(?P<calls>\d+)"
@@ -62,14 +65,11 @@ class Timing:
     device: str
     calls: int
 
-    def projected_seconds(self, calls: int = KAGGLE_CALLS) -> float:
-        return self.seconds_per_call * calls
-
-    def summary(self, calls: int = KAGGLE_CALLS) -> str:
+    def summary(self, calls: int = kaggle_projection.KAGGLE_CALLS) -> str:
         return (
             f"unlearning(): {_seconds(self.seconds_per_call)} s per call on {self.device} "
             f"(mean of {self.calls} call{'s' if self.calls != 1 else ''}); "
-            f"{calls} calls would take {format_duration(self.projected_seconds(calls))} on {self.device}."
+            f"{calls} calls would take {format_duration(self.seconds_per_call * calls)} on {self.device}."
         )
 
 
@@ -186,7 +186,7 @@ def dry_run(
             + f" The executed notebook is at {executed_path}."
         )
         _fail(message, record, report_path, executed_path)
-    leaks = state_leak.leaks_from_records(marker_payload(executed, state_leak.MARKER) or [])
+    leaks = [state_leak.Leak(**r) for r in marker_payload(executed, state_leak.MARKER) or []]
     if leaks:
         message = (
             f"Dry-run of {notebook_path}: unlearning() leaves state on the network it is given, and the "
@@ -275,7 +275,7 @@ def check_submission(
                 f"(N_CHECKPOINTS={n_checkpoints})."
             )
         original = _load_original(original_model)
-        model = _reference_model()
+        model = competition_model()
         identical = []
         for info in entries:
             problem, state = _load_checkpoint(archive, info, model)
@@ -285,8 +285,8 @@ def check_submission(
                 identical.append(info.filename)
     if identical:
         problems.append(
-            f"{len(identical)} of {len(entries)} checkpoints ({', '.join(identical[:3])}"
-            f"{', ...' if len(identical) > 3 else ''}) are identical to {ORIGINAL_MODEL}: "
+            f"{len(identical)} of {len(entries)} checkpoints ({_first(identical)}) "
+            f"are identical to {ORIGINAL_MODEL}: "
             "unlearning() left the weights unchanged (run() must modify net in place, not rebind it)."
         )
     return SubmissionCheck(tuple(info.filename for info in entries), tuple(problems))
@@ -396,6 +396,25 @@ def _publish_executed(raw_output: Path, executed_path: Path) -> NotebookNode | N
     return executed
 
 
+def export_html(executed: NotebookNode, html_path: Path) -> Path:
+    """Write the executed notebook as one HTML page, atomically.
+
+    The HTML is what reviewers open without Jupyter: it shows every cell's output,
+    the timing line and, after a failure, the traceback, exactly as executed.
+    """
+    from nbconvert import HTMLExporter
+
+    try:
+        body, _ = HTMLExporter().from_notebook_node(executed)
+    except Exception as error:  # nbconvert raises template, jinja and parsing errors alike
+        raise EvalError(
+            f"Could not render the executed notebook as HTML for {html_path}: "
+            f"{type(error).__name__}: {error}. The executed .ipynb is unaffected; check that "
+            "nbconvert's templates are installed in the environment (`pip install nbconvert`)."
+        ) from error
+    return atomic_write_text(html_path, body)
+
+
 def _export_html_quietly(executed: NotebookNode | None, html_path: Path) -> Path | None:
     """HTML is a convenience: when it fails, the run's own verdict must still be reported."""
     if executed is not None:
@@ -434,8 +453,7 @@ def _check_empty_zip(zip_path: Path) -> SubmissionCheck:
             names,
             (
                 f"submission.zip should be empty when the input has {EMPTY_MARKER}, but it holds "
-                f"{len(names)} file{'s' if len(names) != 1 else ''} ({', '.join(names[:3])}"
-                f"{', ...' if len(names) > 3 else ''}).",
+                f"{len(names)} file{'s' if len(names) != 1 else ''} ({_first(names)}).",
             ),
         )
     return SubmissionCheck((), ())
@@ -449,12 +467,6 @@ def _load_original(path: Path) -> dict:
             f"The mock input's {path} does not load with torch.load(weights_only=True) "
             f"({type(error).__name__}: {_first_line(str(error))}); rebuild the mock input."
         ) from error
-
-
-def _reference_model() -> torch.nn.Module:
-    from torchvision.models import resnet18
-
-    return resnet18(weights=None, num_classes=NUM_CLASSES)
 
 
 def _load_checkpoint(
@@ -471,24 +483,13 @@ def _load_checkpoint(
         )
     if not isinstance(state, dict):
         return f"{info.filename} holds a {type(state).__name__}, not a state_dict.", None
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong_shape = [
-        k
-        for k in expected
-        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != expected[k].shape
+    labels = ("missing", "unexpected", "wrong shape for")
+    details = [
+        f"{label} {_first(keys)}"
+        for label, keys in zip(labels, key_mismatches(state, model))
+        if keys
     ]
-    if missing or unexpected or wrong_shape:
-        details = [
-            f"{label} {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
-            for label, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("wrong shape for", wrong_shape),
-            )
-            if keys
-        ]
+    if details:
         return (
             f"{info.filename} does not fit resnet18(num_classes={NUM_CLASSES}) with strict=True "
             f"({'; '.join(details)}).",
@@ -512,10 +513,12 @@ def _same_weights(state: dict, original: dict) -> bool:
 
 
 def _list_names(entries: list[zipfile.ZipInfo]) -> str:
-    if not entries:
-        return ""
-    names = [info.filename for info in entries[:4]]
-    return f" ({', '.join(names)}{', ...' if len(entries) > 4 else ''})"
+    return f" ({_first([info.filename for info in entries], 4)})" if entries else ""
+
+
+def _first(names: Sequence[str], shown: int = 3) -> str:
+    """``a, b, c, ...``: a few names, and dots where some are left out."""
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 def _print_summary(

@@ -255,24 +255,10 @@ def _model_problems(path: Path, fix: _OwnAdvice) -> list[str]:
         ]
     if not isinstance(state, dict):
         return [f"{path}: holds a {type(state).__name__}, not a state dict; {fix.model()}."]
-    from torchvision.models import resnet18
-
-    expected = resnet18(weights=None, num_classes=NUM_CLASSES).state_dict()
+    model = competition_model()
     problems = []
-    for label, keys in (
-        ("missing key", [k for k in expected if k not in state]),
-        ("unexpected key", [k for k in state if k not in expected]),
-        (
-            "wrong shape for key",
-            [
-                k
-                for k in expected
-                if k in state
-                and isinstance(state[k], torch.Tensor)
-                and state[k].shape != expected[k].shape
-            ],
-        ),
-    ):
+    labels = ("missing key", "unexpected key", "wrong shape for key")
+    for label, keys in zip(labels, key_mismatches(state, model)):
         if keys:
             shown = ", ".join(keys[:3]) + (f" (and {len(keys) - 3} more)" if len(keys) > 3 else "")
             problems.append(
@@ -282,7 +268,28 @@ def _model_problems(path: Path, fix: _OwnAdvice) -> list[str]:
     if problems:
         return problems
     try:
-        resnet18(weights=None, num_classes=NUM_CLASSES).load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True)
     except Exception as error:  # a non-tensor value, a dtype torch cannot copy
         return [f"{path}: does not load into resnet18(num_classes=10): {str(error)[:120]}; {fix.model()}."]
     return []
+
+
+def competition_model() -> torch.nn.Module:
+    """A fresh ``resnet18(num_classes=10)``: what the competition loads every checkpoint into."""
+    from torchvision.models import resnet18
+
+    return resnet18(weights=None, num_classes=NUM_CLASSES)
+
+
+def key_mismatches(state: dict, model: torch.nn.Module) -> tuple[list[str], ...]:
+    """The keys that make ``load_state_dict(strict=True)`` refuse ``state``, for a message that
+    names them: missing from it, unexpected in it, and of the wrong shape."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [
+        k
+        for k in expected
+        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != expected[k].shape
+    ]
+    return missing, unexpected, wrong_shape

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 MARKER = "UNLEARNKIT_FLOPS"
 SPLITS = ("retain", "forget", "validation")
 OTHER = "other"  # work before the first batch is drawn: not scaled
-KAGGLE_CALLS = 512
+KAGGLE_CALLS = 512  # checkpoints the competition's scorer asks for
 BUDGET_SECONDS = 8 * 3600
 # Peak FP32 throughput from NVIDIA's data sheets: Tesla P100 PCIe 9.3 TFLOP/s, T4 8.1 TFLOP/s.
 KAGGLE_GPUS = {"P100": 9.3e12, "T4": 8.1e12}

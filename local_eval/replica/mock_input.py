@@ -23,15 +23,16 @@ from PIL import Image
 from local_eval.data.datasets import DATASETS, load_dataset
 from local_eval.data.splits import assign_persons, make_split
 from local_eval.errors import EvalError
+from local_eval.replica.input_validation import (
+    CSV_COLUMNS,
+    EMPTY_MARKER,
+    MOCK_MARKER,
+    ORIGINAL_MODEL,
+)
 from local_eval.scoring.models import ARCHITECTURES, build_model
 from local_eval.scoring.training import Recipe, evaluate_accuracy, train_model
 from local_eval.store.files import atomic_directory, atomic_write_text, cache_dir, options_key
 
-CSV_COLUMNS = ("image_id", "age_group", "age", "person_id")
-CSV_FILES = ("retain.csv", "forget.csv", "validation.csv")
-OPTIONS_FILE = "mock_options.json"
-MODEL_FILE = "original_model.pth"
-EMPTY_MARKER = "empty.txt"
 LAYOUT_VERSION = 1
 
 
@@ -114,7 +115,7 @@ def build_mock_input(
 def read_mock_options(folder: Path) -> dict | None:
     """The options a finished mock was built with, or None when ``folder`` is not one."""
     try:
-        return json.loads((Path(folder) / OPTIONS_FILE).read_text())["options"]
+        return json.loads((Path(folder) / MOCK_MARKER).read_text())["options"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -156,11 +157,11 @@ def _refuse_foreign_folder(out: Path) -> None:
         return
     if not out.is_dir():
         raise EvalError(f"Mock output {out} exists and is not a folder: choose another --out path.")
-    is_ours = (out / OPTIONS_FILE).is_file() or (out / EMPTY_MARKER).is_file()
+    is_ours = (out / MOCK_MARKER).is_file() or (out / EMPTY_MARKER).is_file()
     if not is_ours and any(out.iterdir()):
         raise EvalError(
             f"Mock output folder {out} already holds files that are not a mock input "
-            f"(no {OPTIONS_FILE} or {EMPTY_MARKER}); it would be replaced, so choose an empty "
+            f"(no {MOCK_MARKER} or {EMPTY_MARKER}); it would be replaced, so choose an empty "
             "or new --out folder."
         )
 
@@ -189,7 +190,7 @@ def _write_mock(folder: Path, options: dict, progress: bool) -> None:
     recipe = Recipe(**options["recipe"])
     train_model(model, train.images, train.labels, trained_on, recipe, seed, device, progress)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, folder / MODEL_FILE)  # the folder itself is renamed into place atomically
+    torch.save(state, folder / ORIGINAL_MODEL)  # the folder itself is renamed into place atomically
 
     stats = {
         "n_retain": len(split.retain),
@@ -210,7 +211,7 @@ def _write_mock(folder: Path, options: dict, progress: bool) -> None:
         "build_seconds": round(time.time() - started, 1),
     }
     atomic_write_text(
-        folder / OPTIONS_FILE, json.dumps({"options": options, "stats": stats}, indent=2) + "\n"
+        folder / MOCK_MARKER, json.dumps({"options": options, "stats": stats}, indent=2) + "\n"
     )
 
 

@@ -10,7 +10,7 @@ the error surfaced, the exception, and where the executed notebook lies.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -155,15 +155,7 @@ def _cell_frames(traceback: list[str], executed: NotebookNode | None) -> list[Ce
         if place is None:
             place = CellPlace(index=-1, execution_count=count, tag=None, first_line="?")
         frames.append(
-            CellPlace(
-                index=place.index,
-                execution_count=count,
-                tag=place.tag,
-                first_line=place.first_line,
-                line_no=line_no,
-                line=line,
-                function=function,
-            )
+            replace(place, execution_count=count, line_no=line_no, line=line, function=function)
         )
     return frames
 

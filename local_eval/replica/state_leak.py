@@ -52,12 +52,8 @@ class Leak:
     kind: str  # a key of FIXES
     detail: str
 
-    @property
-    def fix(self) -> str:
-        return FIXES[self.kind]
-
     def line(self, method_file: str) -> str:
-        return f"{method_file}: {self.path}: {self.kind} ({self.detail}); fix: {self.fix}."
+        return f"{method_file}: {self.path}: {self.kind} ({self.detail}); fix: {FIXES[self.kind]}."
 
 
 def find_leaks(net: torch.nn.Module, fresh: torch.nn.Module) -> list[Leak]:
@@ -98,10 +94,6 @@ def leak_records(net: torch.nn.Module, device) -> list[dict]:
     return [asdict(leak) for leak in find_leaks(net, fresh)]
 
 
-def leaks_from_records(records: list[dict]) -> list[Leak]:
-    return [Leak(**record) for record in records]
-
-
 def leak_report(leaks: list[Leak], method_file: str) -> str:
     """One line per leak, naming the method file, the module path, the kind and the fix."""
     lines = [leak.line(method_file) for leak in leaks[:MAX_LINES]]
@@ -128,10 +120,8 @@ def _global_hook_leaks() -> list[Leak]:
     leaks = []
     for field, value in vars(torch_module).items():
         if field.startswith("_global_") and field.endswith("hooks") and isinstance(value, dict) and value:
-            label = field.removeprefix("_global_").removesuffix("s").replace("_", " ")
-            leaks.append(
-                Leak(GLOBAL, "hook registered", f"{len(value)} global {label}{'s' if len(value) > 1 else ''}")
-            )
+            hooks = _hooks_text(len(value), field.removeprefix("_global_"), "global ")
+            leaks.append(Leak(GLOBAL, "hook registered", hooks))
     return leaks
 
 
@@ -144,8 +134,8 @@ def _module_leaks(path: str, module: torch.nn.Module, reference: torch.nn.Module
         if field.endswith("hooks") and isinstance(value, dict):
             extra = len(value) - len(reference_fields.get(field, {}))
             if extra > 0:
-                label = field.strip("_").removesuffix("s").replace("_", " ")
-                leaks.append(Leak(_shown(path), "hook registered", f"{extra} {label}{'s' if extra > 1 else ''}"))
+                hooks = _hooks_text(extra, field.strip("_"))
+                leaks.append(Leak(_shown(path), "hook registered", hooks))
         elif "hooks" in field:
             continue  # bookkeeping that follows the hook tables above
         elif field not in reference_fields:
@@ -192,11 +182,17 @@ def _tensor_leaks(path: str, tensors: dict, reference: dict) -> list[Leak]:
         for hooks in ("_backward_hooks", "_post_accumulate_grad_hooks"):
             count = len(getattr(tensor, hooks, None) or {})
             if count:
-                label = hooks.strip("_").removesuffix("s").replace("_", " ")
-                leaks.append(Leak(where, "hook registered", f"{count} tensor {label}{'s' if count > 1 else ''}"))
+                text = _hooks_text(count, hooks.strip("_"), "tensor ")
+                leaks.append(Leak(where, "hook registered", text))
         for field in sorted(vars(tensor).keys() - vars(original).keys()):
             leaks.append(Leak(where, "attribute added", f"{field} set on the tensor"))
     return leaks
+
+
+def _hooks_text(count: int, table: str, kind: str = "") -> str:
+    """``2 global forward hooks`` from a hook table's name (``forward_hooks``) and a count."""
+    label = table.removesuffix("s").replace("_", " ")
+    return f"{count} {kind}{label}{'s' if count > 1 else ''}"
 
 
 def _under_replaced(path: str, net_modules: dict, fresh_modules: dict) -> bool:

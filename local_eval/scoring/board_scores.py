@@ -18,14 +18,9 @@ from typing import Any
 import methods
 from local_eval.errors import EvalError
 from local_eval.scoring.context import Context
-from local_eval.scoring.intervals import (
-    ceiling_intervals,
-    difference_to,
-    needs_intervals,
-    with_intervals,
-)
+from local_eval.scoring.intervals import ceiling_intervals, difference_to
 from local_eval.scoring.presets import Preset
-from local_eval.scoring.results import result_paths, results_folder, stored_if_current, write_result
+from local_eval.scoring.results import current_result, result_paths, results_folder
 from local_eval.scoring.runner import Scored, resolve_preset, score_method, score_models
 from local_eval.scoring.scenarios import COMPETITION, Prepared, Scenario, get_scenario
 from local_eval.scoring.several_splits import split_presets
@@ -81,22 +76,15 @@ class Gathering:
         prepared: Prepared,
         folders: tuple[Path, ...],
     ) -> dict[str, Any] | None:
-        """The first current result of ``method_cls`` in ``scenario`` under any of ``folders``.
-
-        A current result without intervals gets them from its stored confidences
-        and is written back: nothing is rescored and the reuse rule is unchanged.
-        """
+        """The first current result of ``method_cls`` in ``scenario`` under any of ``folders``
+        (``results.current_result``: one without intervals gets them, written back)."""
         for folder in () if self.rerun else folders:
             path = result_paths(folder, preset.name, method_cls.name, scenario.name)[0]
-            stored = stored_if_current(path, method_cls, preset, **prepared.reuse)
-            if stored is None:
-                continue
-            if needs_intervals(stored, self.context.bootstrap):
-                completed = with_intervals(stored, prepared.final, self.context.bootstrap)
-                if completed is not stored:
-                    write_result(completed, path)
-                stored = completed
-            return stored
+            stored = current_result(
+                path, method_cls, preset, prepared, bootstrap=self.context.bootstrap
+            )
+            if stored is not None:
+                return stored
         return None
 
 
@@ -143,7 +131,8 @@ def score_board(
             except EvalError as exc:
                 say(context.echo, f"{name}: failed: {exc}")
                 failures[name] = str(exc)
-    ceilings = board_ceilings(prepared, context.bootstrap)
+    ceilings = [score_models(step.refs.ceiling, step.refs) for step in prepared.steps]
+    ceilings[-1]["intervals"] = ceiling_intervals(prepared.final, context.bootstrap)
     differences = (
         differences_to_leader(rows, ceilings[-1], prepared, context.bootstrap)
         if with_differences
@@ -213,13 +202,6 @@ def method_results(
             say(echo, f"{name}: failed: {exc}")
             failures[name] = str(exc)
     return rows, failures
-
-
-def board_ceilings(prepared: Prepared, bootstrap: int | None = None) -> list[dict[str, Any]]:
-    """The retrain ceiling after each step; the final one with its intervals."""
-    ceilings = [score_models(step.refs.ceiling, step.refs) for step in prepared.steps]
-    ceilings[-1]["intervals"] = ceiling_intervals(prepared.final, bootstrap)
-    return ceilings
 
 
 def differences_to_leader(

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -154,7 +155,6 @@ def bootstrap_score(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
     device: torch.device | str | None = None,
-    resample: Sequence[str] = RESAMPLED,
 ) -> ScoreIntervals:
     """Intervals for one method's (or the ceiling's) F and score against the reference models.
 
@@ -162,7 +162,7 @@ def bootstrap_score(
     comes from, whose mean accuracies divide the method's in the score.
     """
     _check_sides(unlearned, retrained)
-    draws = _draws(unlearned, retrained, num_resamples, seed, resample)
+    draws = _draws(unlearned, retrained, num_resamples, seed)
     estimate_f, estimate_s = _point(unlearned, retrained, device)
     f, s = _resampled(unlearned, retrained, draws, device, (estimate_f, estimate_s))
     return ScoreIntervals(_interval(estimate_f, f, level), _interval(estimate_s, s, level))
@@ -176,7 +176,6 @@ def bootstrap_difference(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
     device: torch.device | str | None = None,
-    resample: Sequence[str] = RESAMPLED,
 ) -> ScoreIntervals:
     """Paired intervals of A minus B (F and score) on the same reference models.
 
@@ -194,7 +193,7 @@ def bootstrap_difference(
             f"confidences of shapes {tuple(np.shape(method_a.confidences))} and "
             f"{tuple(np.shape(method_b.confidences))}."
         )
-    draws = _draws(method_a, retrained, num_resamples, seed, resample)
+    draws = _draws(method_a, retrained, num_resamples, seed)
     fa, sa = _point(method_a, retrained, device)
     fb, sb = _point(method_b, retrained, device)
     ra, rsa = _resampled(method_a, retrained, draws, device, (fa, sa))
@@ -208,19 +207,18 @@ def resampled_statistics(
     num_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     device: torch.device | str | None = None,
-    resample: Sequence[str] = RESAMPLED,
 ) -> tuple[np.ndarray, np.ndarray]:
     """F and the score under each of the B seeded resamples, both shape ``[B]``.
 
-    The draws depend only on the seed and the sides' shapes, so two methods'
-    arrays at the same shapes and seed subtract into exactly the paired
-    difference ``bootstrap_difference`` computes: keep them, and a board pairs
-    any two methods without resampling again.
+    Each is the estimate plus the resample's deviation from the resamples' mean
+    (centred, so percentiles are the interval). The draws depend only on the seed
+    and the sides' shapes, so two methods' arrays at the same shapes and seed
+    subtract into exactly the paired difference ``bootstrap_difference``
+    computes: keep them, and a board pairs any two methods without resampling
+    again.
     """
     _check_sides(unlearned, retrained)
-    return _resampled(
-        unlearned, retrained, _draws(unlearned, retrained, num_resamples, seed, resample), device
-    )
+    return _resampled(unlearned, retrained, _draws(unlearned, retrained, num_resamples, seed), device)
 
 
 def tied_with_leader(intervals: Mapping[str, Interval]) -> dict[str, bool]:
@@ -235,16 +233,10 @@ def tied_with_leader(intervals: Mapping[str, Interval]) -> dict[str, bool]:
     return {name: interval.overlaps(intervals[leader]) for name, interval in intervals.items()}
 
 
-def _draws(
-    unlearned: ModelSide,
-    retrained: ModelSide,
-    num_resamples: int,
-    seed: int,
-    resample: Sequence[str],
-) -> Resamples:
+def _draws(unlearned: ModelSide, retrained: ModelSide, num_resamples: int, seed: int) -> Resamples:
     n_u, n_forget = np.shape(unlearned.confidences)
     n_r = np.shape(retrained.confidences)[0]
-    return draw_resamples(num_resamples, n_forget, n_u, n_r, seed, resample)
+    return draw_resamples(num_resamples, n_forget, n_u, n_r, seed)
 
 
 def _point(
@@ -268,12 +260,7 @@ def _resampled(
     device: torch.device | str | None,
     estimates: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """F and score under each resample, centred on the estimates: both shape ``[B]``.
-
-    Each is the estimate plus the resample's deviation from the resamples' mean,
-    so percentiles are the interval and two methods' arrays on the same draws
-    subtract into their paired difference.
-    """
+    """:func:`resampled_statistics` on given draws (and estimates, when known)."""
     confs_u, confs_r = _as_array(unlearned.confidences), _as_array(retrained.confidences)
     points = _resampled_points(confs_u, confs_r, draws, device)  # [B, n_forget]
     quality = np.take_along_axis(points, draws.examples, axis=1).mean(axis=1)
@@ -332,11 +319,25 @@ def _utility(ra_u: np.ndarray, ta_u: np.ndarray, ra_r: np.ndarray, ta_r: np.ndar
     return (ra_u.mean(axis=1) / ra_ref) * (ta_u.mean(axis=1) / ta_ref)
 
 
-def _interval(estimate: float, resampled: np.ndarray, level: float) -> Interval:
+def check_level(level: float) -> None:
     if not 0 < level < 1:
         raise EvalError(f"level={level} must lie strictly between 0 and 1 (e.g. 0.95).")
+
+
+def bounds(values: np.ndarray | Sequence[float], level: float) -> np.ndarray:
+    """``[low, high]``: the central ``level`` share of ``values`` lies between them."""
     tail = (1 - level) / 2
-    low, high = np.quantile(resampled, [tail, 1 - tail])
+    return np.quantile(values, [tail, 1 - tail])
+
+
+def same_draws(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> bool:
+    """Whether two records' resamples were drawn alike, so they subtract into a paired difference."""
+    return all(mine.get(k) == theirs.get(k) for k in ("num_resamples", "seed", "shape", "scheme"))
+
+
+def _interval(estimate: float, resampled: np.ndarray, level: float) -> Interval:
+    check_level(level)
+    low, high = bounds(resampled, level)
     return Interval(float(estimate), float(low), float(high), level)
 
 

@@ -35,7 +35,9 @@ from local_eval.scoring.bootstrap import (
     SCHEME,
     ModelSide,
     _as_array,
+    bounds,
     draw_resamples,
+    same_draws,
 )
 
 KLOM_BINS = 20
@@ -103,7 +105,6 @@ def diagnostics(
         "scheme": SCHEME,
         "shape": [*confs_u.shape, len(confs_r)],
     }
-    tail = (1 - level) / 2
     per_chunk = max(1, (1 << 20) // max(1, confs_u.size))
     resampled: dict[str, list[np.ndarray]] = {k: [] for k in STATISTICS}
     for first in range(0, num_resamples, per_chunk):
@@ -118,7 +119,7 @@ def diagnostics(
     for name in STATISTICS:
         values = np.concatenate(resampled[name])
         centred = estimates[name] + values - values.mean()
-        low, high = np.quantile(centred, [tail, 1 - tail])
+        low, high = bounds(centred, level)
         record[name] = {
             "estimate": estimates[name],
             "interval": [max(0.0, low) if name in NON_NEGATIVE else float(low), float(high)],
@@ -128,12 +129,11 @@ def diagnostics(
 
 
 def paired_difference(mine: dict[str, Any], theirs: dict[str, Any], name: str) -> dict[str, Any] | None:
-    """``name``'s difference between two diagnostics records on the same draws, or None."""
-    if any(mine.get(k) != theirs.get(k) for k in ("num_resamples", "seed", "shape", "scheme")):
+    """``name``'s difference between two diagnostics records, or None unless drawn alike."""
+    if not same_draws(mine, theirs):
         return None
-    tail = (1 - mine["level"]) / 2
     paired = np.asarray(mine[name]["resampled"]) - np.asarray(theirs[name]["resampled"])
-    low, high = np.quantile(paired, [tail, 1 - tail])
+    low, high = bounds(paired, mine["level"])
     return {
         "estimate": mine[name]["estimate"] - theirs[name]["estimate"],
         "low": float(low),

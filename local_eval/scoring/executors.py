@@ -12,6 +12,11 @@ resources. A task's result depends only on its arguments and on torch's thread
 count (CPU kernels split their sums by thread), so both executors run every task
 at the same count, one thread per CPU a task reserves (``--task-cpus``, 1 by
 default): with the same seeds they give bit-identical results on CPU.
+
+Both have ``run(tasks, on_done, desc, progress, initial)``: it hands each result
+to ``on_done`` as it arrives and returns the failures. ``on_done`` runs on the
+driver, so it may write files; ``nodes`` maps each finished task's label to the
+node that ran it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -87,28 +92,6 @@ class TasksFailed(EvalError):
             f"{first.label}: {' '.join(first.message.split())}"
             + (f"; also failed: {others}" if others else "")
         )
-
-
-class Executor(Protocol):
-    """Runs tasks, hands each result to ``on_done`` as it arrives, returns the failures.
-
-    ``on_done`` runs on the driver, so it may write files; ``nodes`` maps each
-    finished task's label to the node that ran it.
-    """
-
-    name: str
-    nodes: dict[TaskLabel, str]
-
-    def run(
-        self,
-        tasks: Sequence[Task],
-        on_done: Callable[[Task, Any], None],
-        desc: str,
-        progress: bool = True,
-        initial: int = 0,
-    ) -> list[TaskFailure]: ...
-
-    def close(self) -> None: ...
 
 
 def run_tasks(
@@ -310,6 +293,9 @@ class RayExecutor:
 
             ray.shutdown()
             self._started = False
+
+
+Executor = LocalExecutor | RayExecutor
 
 
 def _shared_args(ray, args: tuple[Any, ...], shared: dict[int, Any]) -> tuple[Any, ...]:

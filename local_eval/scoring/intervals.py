@@ -11,11 +11,10 @@ derived data, not one of the keys a stored result must match.
 An interval record is ``{"score": [lo, hi], "forget_quality": [lo, hi], "level",
 "num_resamples", "seed"}``; a result holds the method's under ``intervals`` and
 the ceiling's under ``ceiling.intervals``. The record also keeps the B resampled
-scores and the shapes they were drawn at (``resampled_scores``, ``shape``): the
-draws depend only on the seed and the shapes, so two records of the same shapes
-subtract into the paired difference ``bootstrap.bootstrap_difference`` would
-compute, and a board pairs every method with the leader without resampling (on a
-shared CPU one resampling of a cpu-preset result took 40-70 s at B = 1000).
+scores and the shapes they were drawn at (``resampled_scores``, ``shape``), so a
+board pairs every method with the leader without resampling
+(``bootstrap.resampled_statistics`` says why that is exact; on a shared CPU one
+resampling of a cpu-preset result took 40-70 s at B = 1000).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from local_eval.errors import EvalError
 from local_eval.scoring.bootstrap import (
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
@@ -33,7 +31,10 @@ from local_eval.scoring.bootstrap import (
     Interval,
     ModelSide,
     bootstrap_difference,
+    bounds,
+    check_level,
     resampled_statistics,
+    same_draws,
 )
 from local_eval.scoring.diagnostics import diagnostics
 from local_eval.scoring.references import ModelRecord, References
@@ -46,12 +47,10 @@ BOOTSTRAP_SEED = 0
 
 
 def default_resamples(num_forget: int) -> int:
-    """B: 1000, or 200 where the forget set has more than ``LARGE_FORGET`` examples."""
     return LARGE_FORGET_RESAMPLES if num_forget > LARGE_FORGET else DEFAULT_RESAMPLES
 
 
 def records_side(records: Sequence[ModelRecord]) -> ModelSide:
-    """Cached models (references or ceiling) as one side of the metric."""
     return ModelSide(
         confidences=np.stack([r.forget_confidences.double().numpy() for r in records]),
         retain_accuracy=[r.retain_accuracy for r in records],
@@ -85,15 +84,13 @@ def score_intervals(
     ``diagnostics`` (KLoM, mean shift, spread ratio: ``scoring.diagnostics``) come
     from the same draws.
     """
-    if not 0 < level < 1:
-        raise EvalError(f"level={level} must lie strictly between 0 and 1 (e.g. 0.95).")
+    check_level(level)
     resamples = num_resamples or default_resamples(len(refs.data.forget))
     reference = records_side(refs.reference)
     quality, score = resampled_statistics(unlearned, reference, resamples, seed)
-    tail = (1 - level) / 2
     return {
-        "score": np.quantile(score, [tail, 1 - tail]).tolist(),
-        "forget_quality": np.quantile(quality, [tail, 1 - tail]).tolist(),
+        "score": bounds(score, level).tolist(),
+        "forget_quality": bounds(quality, level).tolist(),
         "level": level,
         "num_resamples": resamples,
         "seed": seed,
@@ -175,25 +172,21 @@ def difference_to(
     """Paired score difference ``result`` minus ``other`` on ``refs``'s reference models.
 
     Either is a result or a ceiling's dict. From the two interval records'
-    resampled scores when both kept them at the same shapes and seed (the same
-    draws, so exactly ``bootstrap_difference``'s interval), else by
-    ``bootstrap_difference`` on the runs' confidences. Returns ``{"estimate",
-    "low", "high", "level", "num_resamples"}``, or None when a side has neither
-    or the two were scored at different N.
+    resampled scores when both were drawn alike (exactly ``bootstrap_difference``'s
+    interval, without resampling), else by ``bootstrap_difference`` on the runs'
+    confidences. Returns ``{"estimate", "low", "high", "level", "num_resamples"}``,
+    or None when a side has neither or the two were scored at different N.
     """
-    tail = (1 - level) / 2
     mine, theirs = result.get("intervals") or {}, other.get("intervals") or {}
     if (
         "resampled_scores" in mine
         and "resampled_scores" in theirs
-        and all(
-            mine.get(k) == theirs.get(k) for k in ("num_resamples", "seed", "shape", "scheme")
-        )
+        and same_draws(mine, theirs)
         and mine["seed"] == seed
         and num_resamples in (None, mine["num_resamples"])
     ):
         paired = np.asarray(mine["resampled_scores"]) - np.asarray(theirs["resampled_scores"])
-        low, high = np.quantile(paired, [tail, 1 - tail])
+        low, high = bounds(paired, level)
         estimate = float(result["score"]) - float(other["score"])
         return _difference(estimate, low, high, level, mine["num_resamples"])
     a, b = runs_side(result), runs_side(other)

@@ -28,11 +28,10 @@ import torch
 import methods
 from local_eval.data.loaders import make_loader
 from local_eval.data.roles import EvalData
-from local_eval.devices import device_name, synchronize
+from local_eval.devices import device_name
 from local_eval.errors import EvalError
-from local_eval.scoring.passes import count_passes
+from local_eval.scoring.cost import PassCount, count_passes, time_run
 from local_eval.scoring.presets import Preset, preset_options
-from local_eval.scoring.timing import calibration_seconds
 from local_eval.store.files import repo_root
 from methods.base import BaseMethod, new_method
 from methods.common import ASSETS_ENV, SCENARIO_ENV
@@ -159,7 +158,7 @@ def call_method(
     The cost is the call's wall ``seconds``, this process's ``cpu_seconds``,
     ``calibrated_seconds`` (wall over a fixed workload timed just before and just
     after, so that calls timed under other loads compare) and the examples it
-    pushed through ``net`` ``forward`` and ``backward`` (``scoring.passes``).
+    pushed through ``net`` ``forward`` and ``backward`` (``scoring.cost``).
 
     A method's own exception becomes an EvalError naming its file and line and
     ``context`` (which run, which request); returning another model instead of
@@ -167,33 +166,32 @@ def call_method(
     the call ``methods.common.scenario_context()`` returns ``offered``.
     """
     method = new_method(method_cls, **params)
-    calibration_before = calibration_seconds(device)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    try:
-        with (
-            _environment(SCENARIO_ENV, None if offered is None else json.dumps(offered)),
-            count_passes(net) as passes,
-        ):
-            returned = method.run(net, *loaders)
-    except EvalError:
-        raise
-    except Exception as exc:
-        raise EvalError(
-            f"{failure_location(exc, method_cls)}: method {method_cls.name!r} raised "
-            f"{type(exc).__name__}: {exc} ({context}). Fix the method and score it again."
-        ) from exc
-    synchronize(device)
-    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    calibration = (calibration_before + calibration_seconds(device)) / 2
+
+    def call() -> tuple[Any, PassCount]:
+        try:
+            with (
+                _environment(SCENARIO_ENV, None if offered is None else json.dumps(offered)),
+                count_passes(net) as passes,
+            ):
+                return method.run(net, *loaders), passes
+        except EvalError:
+            raise
+        except Exception as exc:
+            raise EvalError(
+                f"{failure_location(exc, method_cls)}: method {method_cls.name!r} raised "
+                f"{type(exc).__name__}: {exc} ({context}). Fix the method and score it again."
+            ) from exc
+
+    (returned, passes), timing = time_run(call, device=device)
     if isinstance(returned, torch.nn.Module) and returned is not net:
         raise EvalError(
             f"{method_location(method_cls)}: {method_cls.__name__}.run() returned a new model; "
             f"{keep_net_because} and return None."
         )
     return {
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
-        "calibrated_seconds": seconds / calibration,
+        "seconds": timing.wall_seconds,
+        "cpu_seconds": timing.process_seconds,
+        "calibrated_seconds": timing.wall_seconds / timing.calibration_seconds,
         "forward": passes.forward,
         "backward": passes.backward,
     }

@@ -9,6 +9,7 @@ stem stays torchvision's 7x7 stride-2 convolution plus max-pool, as on Kaggle.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock, ResNet
@@ -26,6 +27,12 @@ def build_model(arch: str, num_classes: int = 10) -> nn.Module:
     if arch in _BASE_WIDTHS:
         return NarrowResNet18(_BASE_WIDTHS[arch], num_classes)
     raise EvalError(f"Unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}.")
+
+
+def model_from_state(arch: str, state: dict[str, torch.Tensor], device: torch.device) -> nn.Module:
+    model = build_model(arch)
+    model.load_state_dict(state)
+    return model.to(device)
 
 
 class NarrowResNet18(ResNet):

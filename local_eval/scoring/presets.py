@@ -48,7 +48,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from local_eval.data.loaders import BATCH_FORMATS
 from local_eval.data.persons import PERSON_KINDS
+from local_eval.data.splits import MODES as FORGET_MODES
+from local_eval.data.splits import RANDOM_FORGET_FRACTION
 from local_eval.errors import EvalError
 from local_eval.scoring.training import (
     ORGANISERS_RECIPE,
@@ -61,10 +64,7 @@ from local_eval.scoring.training import (
 
 MIN_N_MODELS = 3
 MAX_N_MODELS = 512
-FORGET_MODES = ("persons", "random")
 LAYOUTS = ("heldout", "pooled")
-BATCH_FORMATS = ("dict", "tuple")
-RANDOM_FORGET_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -237,26 +237,13 @@ def preset_help() -> str:
 
 
 _OVERRIDABLE = (
-    "n_models",
-    "dataset",
-    "data_root",
-    "train_size",
-    "val_size",
-    "test_size",
-    "forget_mode",
-    "forget_fraction",
-    "batch_size",
-    "batch_format",
-    "seed",
-    "arch",
-    "layout",
-    "forget_persons",
-    "persons",
-)
+    "n_models", "dataset", "data_root", "train_size", "val_size", "test_size",
+    "forget_mode", "forget_fraction", "batch_size", "batch_format", "seed", "arch",
+    "layout", "forget_persons", "persons",
+)  # fmt: skip
 
 
 def get_preset(name: str, overrides: dict[str, Any] | None = None) -> Preset:
-    """The named preset with ``overrides`` applied (e.g. ``{"n_models": 8}``)."""
     if name not in PRESETS:
         raise EvalError(
             f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)} "

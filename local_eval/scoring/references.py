@@ -7,10 +7,14 @@ local scoring, so every model is cached on disk, one file each, under a key that
 hashes every option shaping it: an interrupted build resumes where it stopped and
 raising N reuses what exists. Each missing model is one task of an executor
 (:mod:`local_eval.scoring.executors`: here, or on Ray); tasks only compute, and
-this process alone writes the cache. Entries are verified before they count as
-present (:mod:`local_eval.store.entries`) and claimed, under their lock, before
-their tasks are dispatched, so two processes on one cache never train or write
-one model twice.
+this process alone writes the cache, claiming each entry first
+(:func:`build_reference_set` says how).
+
+A faithful build is hours of compute, run in pieces or on a cluster, so
+:func:`reference_status` says how far it got and what a model cost, reading the
+cache without changing it: an entry counts as finished only when its record
+verifies against its weights, and a half-trained model is one whose epoch
+checkpoint belongs to its recipe and seed.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import statistics
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ from local_eval.data.roles import EvalData, load_eval_data, train_indices
 from local_eval.devices import synchronize
 from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel, run_tasks
 from local_eval.scoring.metric import logit_scaled_confidence
-from local_eval.scoring.models import build_model
+from local_eval.scoring.models import build_model, model_from_state
 from local_eval.scoring.presets import Preset, model_options
 from local_eval.scoring.training import Recipe, evaluate_accuracy, predict_logits, train_model
 from local_eval.store.checkpoints import DEFAULT_EVERY_SECONDS, EpochCheckpoint
@@ -42,6 +46,7 @@ from local_eval.store.entries import (
     file_sha256,
     finish_entry,
     load_verified,
+    verified_record,
 )
 from local_eval.store.files import atomic_torch_save, atomic_write_json, cache_dir, options_key
 
@@ -74,8 +79,6 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class References:
-    """The original model and the 2N retrained ones for a preset."""
-
     preset: Preset
     key: str
     directory: Path
@@ -106,7 +109,6 @@ def reference_options(preset: Preset) -> dict[str, Any]:
 
 
 def references_key(preset: Preset) -> str:
-    """The cache key: every option that shapes a reference model, hashed."""
     return options_key(reference_options(preset))
 
 
@@ -126,8 +128,6 @@ def retrained_seed(preset: Preset, index: int) -> int:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One reference model to make: which role it plays, its place and its seed."""
-
     role: str
     index: int
     seed: int
@@ -187,14 +187,15 @@ def build_reference_set(
     """The one builder of a cached reference set: standard, per request, or federated.
 
     The set lives in ``reference_set_dir(kind, options)`` with ``options`` as its
-    manifest. Every entry of ``specs`` that is missing, broken, or asked for by
-    ``rebuild`` is claimed (locked) here before its task (``make_task``) is
-    dispatched, and written by this process alone as its output arrives
-    (``on_output`` first, for what a scenario keeps beside the model), then
-    released: a second process on this cache waits instead of training it again,
-    and a killed build keeps every model finished before it. Failed tasks are
-    reported together at the end (:class:`~local_eval.scoring.executors.TasksFailed`).
-    Without ``original`` the first spec is the original.
+    manifest. Every entry of ``specs`` that is missing, broken (entries are
+    verified: :mod:`local_eval.store.entries`), or asked for by ``rebuild`` is
+    claimed (locked) here before its task (``make_task``) is dispatched, and
+    written by this process alone as its output arrives (``on_output`` first, for
+    what a scenario keeps beside the model), then released: a second process on
+    this cache waits instead of training it again, and a killed build keeps every
+    model finished before it. Failed tasks are reported together at the end
+    (:class:`~local_eval.scoring.executors.TasksFailed`). Without ``original`` the
+    first spec is the original.
     """
     directory = reference_set_dir(kind, options)
     cache_folder(directory)
@@ -283,10 +284,7 @@ def train_reference_task(
     it is only lost work, never a wrong model, since the driver checks nothing in it).
     """
     if state is not None:
-        model = build_model(preset.arch)
-        model.load_state_dict(state)
-        model.to(device)
-        return model_output(model, data, device, None, None)
+        return model_output(model_from_state(preset.arch, state, device), data, device, None, None)
     torch.manual_seed(spec.seed)
     model = build_model(preset.arch).to(device)
     checkpoint = epoch_checkpoint(Path(directory), spec) if directory is not None else None
@@ -397,13 +395,6 @@ def measure_model(model: nn.Module, data: EvalData, device: torch.device) -> dic
     }
 
 
-def load_model(arch: str, path: Path, device: torch.device) -> nn.Module:
-    model = build_model(arch)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model.to(device).eval()
-
-
 def load_record(directory: Path, spec: ModelSpec) -> ModelRecord:
     paths = metrics_path(directory, spec), weights_path(directory, spec)
     stored = load_verified(*paths, RECORD_KEYS)
@@ -450,3 +441,64 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+@dataclass(frozen=True)
+class ReferenceStatus:
+    """How far a preset's 1 + 2N reference models are, and what the finished ones cost."""
+
+    preset: Preset
+    directory: str
+    total: int
+    finished: int
+    half_trained: dict[str, int]  # model stem -> epochs saved
+    train_seconds: tuple[float, ...]  # of the finished models that recorded it
+    devices: tuple[str, ...]
+
+
+def reference_status(preset: Preset) -> ReferenceStatus:
+    """Count the finished models and read the epoch checkpoints of the others (nothing is written)."""
+    directory = references_dir(preset)
+    finished, seconds, devices, half = 0, [], set(), {}
+    for spec in model_specs(preset):
+        record = verified_record(
+            metrics_path(directory, spec),
+            weights_path(directory, spec),
+            RECORD_KEYS,
+        )
+        if record is not None:
+            finished += 1
+            devices.add(record["device"])
+            if record["train_seconds"] == record["train_seconds"]:  # not NaN
+                seconds.append(float(record["train_seconds"]))
+            continue
+        checkpoint = epoch_checkpoint(directory, spec)
+        saved = checkpoint.saved_epochs(asdict(recipe_for(preset, spec.role)), spec.seed)
+        if saved:
+            half[checkpoint.path.stem] = saved
+    return ReferenceStatus(
+        preset, str(directory), len(model_specs(preset)), finished, half, tuple(seconds),
+        tuple(sorted(devices)),
+    )  # fmt: skip
+
+
+def status_text(status: ReferenceStatus) -> str:
+    """A few lines for the terminal: progress, half-trained models, cost per model."""
+    preset = status.preset
+    lines = [
+        f"preset {preset.name} (N = {preset.n_models}): {status.finished} of {status.total} "
+        f"reference models finished, in {status.directory}"
+    ]
+    if status.half_trained:
+        epochs = preset.retrain_recipe.epochs
+        parts = ", ".join(f"{stem} {saved}/{epochs}" for stem, saved in sorted(status.half_trained.items()))
+        lines.append(f"half-trained (epochs saved, resumed by the next build): {parts}")
+    if status.train_seconds:
+        median = statistics.median(status.train_seconds)
+        left = status.total - status.finished
+        line = (
+            f"training time per finished model: median {median:.0f} s on {', '.join(status.devices)} "
+            f"(range {min(status.train_seconds):.0f}-{max(status.train_seconds):.0f} s)"
+        )
+        if left:
+            line += f"; the {left} left are about {left * median / 3600:.1f} hours of one such worker"
+        lines.append(line)
+    return "\n".join(lines)

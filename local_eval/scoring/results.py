@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from local_eval.scoring.context import default_results_dir
+from local_eval.scoring.intervals import needs_intervals, with_intervals
 from local_eval.scoring.method_calls import method_source_hash, resolve_hyperparameters
 from local_eval.scoring.presets import Preset, preset_options
-from local_eval.scoring.scenarios import COMPETITION
-from local_eval.store.files import atomic_write_json
-from local_eval.store.reuse import stored_if_matches
+from local_eval.scoring.scenarios import COMPETITION, Prepared
+from local_eval.store.files import atomic_write_json, stored_if_matches
 from methods.base import BaseMethod
 
 RESULT_FORMAT = 1
@@ -37,10 +37,6 @@ def result_paths(
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     folder = root / results_folder(preset, mode)
     return folder / f"{method}.json", folder / f"{method}.png"
-
-
-def write_result(result: dict[str, Any], path: Path) -> Path:
-    return atomic_write_json(path, result)
 
 
 def stored_if_current(
@@ -64,3 +60,25 @@ def stored_if_current(
         **expected,
     }
     return stored_if_matches(path, stamp)
+
+
+def current_result(
+    path: Path,
+    method_cls: type[BaseMethod],
+    preset: Preset,
+    prepared: Prepared,
+    overrides: dict[str, Any] | None = None,
+    bootstrap: int | None = None,
+) -> dict[str, Any] | None:
+    """``stored_if_current``, with intervals (B = ``bootstrap``) added and written back if it lacks them.
+
+    The intervals come from the stored confidences: nothing is rescored, and the
+    reuse rule never looks at them.
+    """
+    stored = stored_if_current(path, method_cls, preset, overrides, **prepared.reuse)
+    if stored is None or not needs_intervals(stored, bootstrap):
+        return stored
+    completed = with_intervals(stored, prepared.final, bootstrap)
+    if completed is not stored:
+        atomic_write_json(path, completed)
+    return completed

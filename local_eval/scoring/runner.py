@@ -45,9 +45,10 @@ from local_eval.scoring.references import (
     cpu_state,
     measure_model,
 )
-from local_eval.scoring.results import RESULT_FORMAT, result_paths, write_result
+from local_eval.scoring.results import RESULT_FORMAT, result_paths
 from local_eval.scoring.scenarios import Prepared, Scenario
 from local_eval.scoring.scenarios.standard import Standard
+from local_eval.store.files import atomic_write_json
 from local_eval.store.runs import RunCache, run_cache
 from methods.base import BaseMethod
 
@@ -55,6 +56,8 @@ from methods.base import BaseMethod
 # ``bootstrap=NO_INTERVALS``: score without intervals (B = 0 resamples).
 NO_INTERVALS = 0
 COST_KEYS = ("seconds", "cpu_seconds", "calibrated_seconds", "forward", "backward")
+# A model's accuracies, in the order score_runs() takes them.
+ACCURACIES = ("retain_accuracy", "test_accuracy", "forget_accuracy")
 
 # What score_runs() reports; a result holds its final step's at the top level.
 FIGURES = (
@@ -125,9 +128,7 @@ def score_method(
         row = score_runs(
             confidences[j],
             references[-1],
-            [run["steps"][j]["retain_accuracy"] for run in runs],
-            [run["steps"][j]["test_accuracy"] for run in runs],
-            [run["steps"][j]["forget_accuracy"] for run in runs],
+            *([run["steps"][j][key] for run in runs] for key in ACCURACIES),
             step.refs,
         )
         steps.append(
@@ -156,10 +157,7 @@ def score_method(
         "references_key": refs.key,
         "n_models": preset.n_models,
         "sizes": {
-            "retain": len(refs.data.retain),
-            "forget": len(refs.data.forget),
-            "val": len(refs.data.val),
-            "test": len(refs.data.test),
+            role: len(getattr(refs.data, role)) for role in ("retain", "forget", "val", "test")
         },
         **{key: final[key] for key in FIGURES},
         **({"steps": steps} if len(steps) > 1 else {}),
@@ -173,8 +171,8 @@ def score_method(
         "time_fraction_basis": "cpu" if device.type == "cpu" else "calibrated",
         "cost": cost,
         "ceiling": final["ceiling"],
-        "retrained": mean_accuracies(refs.reference),
-        "original": record_accuracies(refs.original),
+        "retrained": {key: _mean([getattr(r, key) for r in refs.reference]) for key in ACCURACIES},
+        "original": {key: getattr(refs.original, key) for key in ACCURACIES},
         "runs": runs,
         # Runs kept from an interrupted scoring: their costs were measured in that earlier process.
         **({"resumed_runs": resumed} if resumed else {}),
@@ -184,7 +182,7 @@ def score_method(
     }
     if context.bootstrap != NO_INTERVALS:
         result = with_intervals(result, refs, context.bootstrap)
-    write_result(result, json_path)
+    atomic_write_json(json_path, result)
     stored_runs.discard()
     return Scored(result=result, unlearned=confidences, reference=references)
 
@@ -270,7 +268,6 @@ class RunPlan:
 def run_plan(
     method_cls: type[BaseMethod], params: dict[str, Any], preset: Preset, prepared: Prepared
 ) -> RunPlan:
-    """The original's weights, the method's assets and offered files as bytes, every step's data."""
     return RunPlan(
         method_cls=method_cls,
         params=params,
@@ -372,9 +369,7 @@ def score_models(records: tuple[ModelRecord, ...], refs: References) -> dict[str
     return score_runs(
         stack_confidences(records),
         stack_confidences(refs.reference),
-        [r.retain_accuracy for r in records],
-        [r.test_accuracy for r in records],
-        [r.forget_accuracy for r in records],
+        *([getattr(r, key) for r in records] for key in ACCURACIES),
         refs,
     )
 
@@ -409,23 +404,5 @@ def stack_confidences(records: tuple[ModelRecord, ...]) -> torch.Tensor:
     return torch.stack([r.forget_confidences for r in records])
 
 
-def record_accuracies(record: ModelRecord) -> dict[str, float]:
-    return {
-        "retain_accuracy": record.retain_accuracy,
-        "test_accuracy": record.test_accuracy,
-        "forget_accuracy": record.forget_accuracy,
-    }
-
-
-def mean_accuracies(records: tuple[ModelRecord, ...]) -> dict[str, float]:
-    return {
-        key: _mean([getattr(r, key) for r in records])
-        for key in ("retain_accuracy", "test_accuracy", "forget_accuracy")
-    }
-
-
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
-
-
-__all__ = ["score_method", "score_models", "resolve_preset", "Scored"]

@@ -134,7 +134,6 @@ def recipe_result_options(recipe: Recipe) -> dict[str, Any]:
 
 
 def validate_recipe(recipe: Recipe, where: str = "recipe") -> list[str]:
-    """Problems with ``recipe``, each naming the field and the allowed values; empty if none."""
     problems = []
     if recipe.epochs < 1:
         problems.append(f"{where}.epochs={recipe.epochs} must be at least 1")
@@ -155,7 +154,6 @@ def validate_recipe(recipe: Recipe, where: str = "recipe") -> list[str]:
 
 
 def epoch_learning_rates(recipe: Recipe) -> list[float]:
-    """The learning rate each epoch of a ``cosine_epoch`` recipe runs at (0-based epochs)."""
     return [
         recipe.lr * (1 + math.cos(math.pi * epoch / recipe.epochs)) / 2
         for epoch in range(recipe.epochs)

@@ -69,7 +69,6 @@ class EpochCheckpoint:
             return 0
         return int(state["epoch"]) + 1
 
-
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
 

@@ -23,7 +23,6 @@ and then finds the entry ready instead of training it again.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json
@@ -41,7 +40,6 @@ from local_eval.errors import EvalError
 from local_eval.store.files import atomic_write_json, write_failure
 
 HASH_KEY = "weights_sha256"
-WRITE_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 
 # (path, size, mtime_ns) -> sha256: a leaderboard loads the same references many times.
 _hashes: dict[tuple[str, int, int], str] = {}
@@ -205,13 +203,6 @@ def _repair(record: Path, weights: Path, required: tuple[str, ...]) -> dict[str,
     return stored
 
 
-def _unverifiable(record: Path, weights: Path) -> EvalError:
-    return EvalError(
-        f"{record} was just built but does not verify against {weights.name}; "
-        "the cache folder may be on a failing disk: move it and run again."
-    )
-
-
 def claim_missing(
     entries: Iterable[tuple[Hashable, Path, Path]],
     required: Iterable[str],
@@ -248,7 +239,10 @@ def finish_entry(record: Path, weights: Path, required: Iterable[str]) -> dict[s
     """Check what the claim's holder just wrote: its verified record, or one clear line."""
     stored = verified_record(record, weights, tuple(required))
     if stored is None:
-        raise _unverifiable(record, weights)
+        raise EvalError(
+            f"{record} was just built but does not verify against {weights.name}; "
+            "the cache folder may be on a failing disk: move it and run again."
+        )
     return stored
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -19,11 +20,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from local_eval.errors import EvalError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CACHE_ENV = "UNLEARNKIT_CACHE"
 
@@ -97,7 +101,6 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
 
 
 def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> Path:
-    """Text counterpart of :func:`atomic_write_bytes`."""
     return atomic_write_bytes(path, text.encode(encoding))
 
 
@@ -107,11 +110,36 @@ def atomic_write_json(path: Path | str, obj: Any, indent: int = 2) -> Path:
     return atomic_write_text(path, text)
 
 
+def atomic_write_figure(figure: Figure, path: Path | str, dpi: int) -> Path:
+    """A matplotlib figure as PNG, drawn in memory first: a failed draw leaves no file behind."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
 def atomic_torch_save(obj: Any, path: Path | str) -> Path:
     """``torch.save`` through a temp file: a killed run must not leave a truncated checkpoint."""
     with _temporary_sibling(Path(path)) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+def stored_if_matches(path: Path, stamp: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON object at ``path`` when every field of ``stamp`` has the same value there, else None.
+
+    The reuse rule, in one place so that every reuse on disk follows it: a stored
+    result counts only while it carries exactly the stamp a fresh run would (what
+    goes into the stamp is the scorer's to say, ``scoring.results``). The stamp is
+    compared as it reads back from JSON, where tuples are lists.
+    """
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    wanted = json.loads(json.dumps(stamp))
+    if not isinstance(stored, dict) or any(stored.get(k) != v for k, v in wanted.items()):
+        return None
+    return stored
 
 
 def read_saved_state(path: Path | str) -> dict[str, Any] | None:

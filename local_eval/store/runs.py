@@ -34,12 +34,7 @@ class RunCache:
 
     def finished(self, n_runs: int) -> dict[int, dict[str, Any]]:
         """The stored runs among indices 0..n_runs-1 that can be read back and belong here."""
-        found = {}
-        for index in range(n_runs):
-            run = self._read(index)
-            if run is not None:
-                found[index] = run
-        return found
+        return {index: run for index in range(n_runs) if (run := self._read(index)) is not None}
 
     def save(self, index: int, run: dict[str, Any]) -> None:
         atomic_torch_save({"key": self.key, "index": index, "run": run}, self._path(index))

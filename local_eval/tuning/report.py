@@ -10,7 +10,6 @@ a report costs nothing.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,11 @@ from matplotlib.ticker import MaxNLocator
 from optuna.trial import FrozenTrial, TrialState
 
 from local_eval.errors import EvalError
-from local_eval.store.files import atomic_write_bytes, atomic_write_text, repo_root
+from local_eval.store.files import atomic_write_figure, atomic_write_text, repo_root
 from local_eval.tuning.importance import param_importances
 from local_eval.tuning.scorer import ScoreTrial
 from local_eval.tuning.space import describe, set_line
-from local_eval.tuning.study import HELDOUT_SPLIT, TUNING_SPLIT, trial_label
+from local_eval.tuning.study import HELDOUT_SPLIT, TUNING_SPLIT, params_text, trial_label
 from methods.base import BaseMethod
 from methods.search_space import Dimension
 
@@ -73,21 +72,18 @@ def summarise(
     best = max(complete, key=lambda t: (t.value, -t.number))
     default_params = {name: defaults[name] for name in space}
     defaults_trial = next((t for t in complete if t.params == default_params), None)
-    best_tuning = cached_score(
-        study, score_trial, method_cls, dict(best.params), TUNING_SPLIT, n_models,
-        trial_label(best.number),
-    )
-    defaults_tuning = cached_score(
-        study, score_trial, method_cls, default_params, TUNING_SPLIT, n_models,
+
+    def scored(params: dict[str, Any], split: int, label: str) -> dict[str, Any]:
+        return cached_score(study, score_trial, method_cls, params, split, n_models, label)
+
+    best_tuning = scored(dict(best.params), TUNING_SPLIT, trial_label(best.number))
+    defaults_tuning = scored(
+        default_params,
+        TUNING_SPLIT,
         trial_label(defaults_trial.number) if defaults_trial is not None else "defaults",
     )
-    best_heldout = cached_score(
-        study, score_trial, method_cls, best.params, HELDOUT_SPLIT, n_models,
-        f"heldout-trial-{best.number:04d}",
-    )
-    defaults_heldout = cached_score(
-        study, score_trial, method_cls, {}, HELDOUT_SPLIT, n_models, "heldout-defaults"
-    )
+    best_heldout = scored(best.params, HELDOUT_SPLIT, f"heldout-trial-{best.number:04d}")
+    defaults_heldout = scored({}, HELDOUT_SPLIT, "heldout-defaults")
     evaluator, importances, directions = param_importances(study, space)
     return {
         "method": method_cls.name,
@@ -157,12 +153,6 @@ def _passes_text(value: Any) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def _params_text(params: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in params.items()
-    )
-
-
 def summary_lines(summary: dict[str, Any], study_file: Path, report_file: Path | None) -> list[str]:
     """What the command prints: both splits for the best trial and the defaults, then SET=."""
     counts, best, defaults = summary["counts"], summary["best"], summary["defaults"]
@@ -213,23 +203,9 @@ def write_report(
     seed: int,
 ) -> Path:
     """The Markdown report and its three PNGs, each written whole or not at all."""
-    _save(plot_history(study, summary), paths["history"])
-    _save(plot_importance(summary), paths["importance"])
-    _save(plot_pareto(study, summary), paths["pareto"])
-    text = markdown(summary, paths, preset=preset, study_file=study_file, prune_at=prune_at, seed=seed)
-    atomic_write_text(paths["markdown"], text)
-    return paths["markdown"]
-
-
-def markdown(
-    summary: dict[str, Any],
-    paths: dict[str, Path],
-    *,
-    preset: str,
-    study_file: Path,
-    prune_at: int,
-    seed: int,
-) -> str:
+    atomic_write_figure(plot_history(study, summary), paths["history"], dpi=110)
+    atomic_write_figure(plot_importance(summary), paths["importance"], dpi=110)
+    atomic_write_figure(plot_pareto(study, summary), paths["pareto"], dpi=110)
     counts, best, defaults = summary["counts"], summary["best"], summary["defaults"]
     importance = summary["importance"]
     pruning = (
@@ -263,7 +239,7 @@ def markdown(
         lines += ["", "Intervals: n/a, the scorer gives none yet."]
     lines += [
         "",
-        f"Best hyperparameters: {_params_text(best['params'])}",
+        f"Best hyperparameters: {params_text(best['params'], ', ')}",
         "",
         "```",
         f"make submission METHOD={summary['method']} {summary['set_line']}",
@@ -291,7 +267,7 @@ def markdown(
     ]
     lines += [
         f"| {row['trial']} | {row['score']:.4f} | {row['time_fraction']:.3f} | "
-        f"{_passes_text(row['passes'])} | {_params_text(row['params'])} |"
+        f"{_passes_text(row['passes'])} | {params_text(row['params'], ', ')} |"
         for row in summary["pareto"]
     ]
     lines += [
@@ -313,7 +289,7 @@ def markdown(
         lines += ["", f"![importances]({paths['importance'].name})"]
     else:
         lines.append("Not computed: it needs two completed trials whose values differ.")
-    return "\n".join(lines) + "\n"
+    return atomic_write_text(paths["markdown"], "\n".join(lines) + "\n")
 
 
 def plot_history(study: optuna.Study, summary: dict[str, Any]) -> Figure:
@@ -387,9 +363,3 @@ def _shown_path(path: Path) -> str:
         return str(Path(path).resolve().relative_to(repo_root()))
     except ValueError:
         return str(path)
-
-
-def _save(fig: Figure, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    atomic_write_bytes(path, buffer.getvalue())

@@ -13,16 +13,14 @@ score interval and its passes fraction.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypedDict
-
-import torch
+from typing import Any, TypedDict
 
 from local_eval.scoring.context import Context, make_context
-from local_eval.scoring.intervals import needs_intervals, with_intervals
 from local_eval.scoring.presets import Preset, apply_overrides
 from local_eval.scoring.references import build_references
-from local_eval.scoring.results import result_paths, stored_if_current, write_result
+from local_eval.scoring.results import current_result, result_paths
 from local_eval.scoring.runner import NO_INTERVALS, resolve_preset, score_method
 from local_eval.scoring.scenarios.standard import Standard
 from local_eval.scoring.several_splits import split_preset
@@ -37,25 +35,8 @@ class TrialScore(TypedDict):
     ceiling: float | None
 
 
-class ScoreTrial(Protocol):
-    """``intervals``: with the score's bootstrap interval (else ``interval`` is None).
-
-    Trials compare point scores, and a bootstrap costs more than a cpu preset's
-    runs, so only the report asks for intervals; a result already filed under
-    ``label`` with the same hyperparameters is then completed, not rerun.
-    """
-
-    def __call__(
-        self,
-        method_cls: type[BaseMethod],
-        params: dict[str, Any],
-        split: int,
-        n_models: int,
-        executor: Any = None,
-        *,
-        label: str,
-        intervals: bool = False,
-    ) -> TrialScore: ...
+# (method_cls, params, split, n_models, *, label, intervals=False) -> TrialScore
+ScoreTrial = Callable[..., TrialScore]
 
 
 def make_scorer(preset: Preset, runs_dir: Path, context: Context) -> ScoreTrial:
@@ -63,8 +44,14 @@ def make_scorer(preset: Preset, runs_dir: Path, context: Context) -> ScoreTrial:
 
     Results go to their own folder, never to ``results/<preset>/<method>.json``,
     so tuning leaves the boards' results alone. ``context``'s executor runs every
-    trial's runs unless a call names its own; trials print nothing, whatever
-    ``context.echo`` says.
+    trial's runs; trials print nothing, whatever ``context.echo`` says.
+
+    ``intervals``: with the score's bootstrap interval (else ``interval`` is None).
+    Trials compare point scores, and a bootstrap costs more than a cpu preset's
+    runs, so only the report asks for intervals; a result already filed under
+    ``label`` with the same hyperparameters is then completed, not rerun (its
+    references are loaded on ``context.device``, any missing one built in this
+    process).
     """
 
     def score_trial(
@@ -72,21 +59,21 @@ def make_scorer(preset: Preset, runs_dir: Path, context: Context) -> ScoreTrial:
         params: dict[str, Any],
         split: int,
         n_models: int,
-        executor: Any = None,
         *,
         label: str,
         intervals: bool = False,
     ) -> TrialScore:
         target = resolve_preset(split_preset(preset, split), {}, n_models)
         folder = Path(runs_dir) / label
-        stored = (
-            completed_result(method_cls, params, target, folder, context.device)
-            if intervals
-            else None
-        )
+        stored = None
+        if intervals:
+            prepared = Standard().prepare(
+                target, make_context(device=context.device, progress=False)
+            )
+            path = result_paths(folder, target.name, method_cls.name, Standard.name)[0]
+            stored = current_result(path, method_cls, target, prepared, params)
         trial = dataclasses.replace(
             context,
-            executor=executor or context.executor,
             echo=False,
             bootstrap=None if intervals else NO_INTERVALS,
             results_dir=folder,
@@ -102,28 +89,6 @@ def make_scorer(preset: Preset, runs_dir: Path, context: Context) -> ScoreTrial:
         }
 
     return score_trial
-
-
-def completed_result(
-    method_cls: type[BaseMethod],
-    params: dict[str, Any],
-    preset: Preset,
-    folder: Path,
-    device: torch.device | str | None = None,
-) -> dict[str, Any] | None:
-    """The result filed under ``folder`` for exactly this run, with intervals added and written back.
-
-    Its references are loaded on ``device`` (any missing one is built in this process).
-    """
-    prepared = Standard().prepare(preset, make_context(device=device, progress=False))
-    path, _ = result_paths(folder, preset.name, method_cls.name, Standard.name)
-    stored = stored_if_current(path, method_cls, preset, params, **prepared.reuse)
-    if stored is None:
-        return None
-    if needs_intervals(stored):
-        stored = with_intervals(stored, prepared.final)
-        write_result(stored, path)
-    return stored
 
 
 def prepare_split(preset: Preset, split: int, n_models: int, context: Context) -> None:

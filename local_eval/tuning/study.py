@@ -218,7 +218,7 @@ def make_objective(
                 if trial.should_prune():
                     echo(
                         f"trial {trial.number}: pruned after {prune_at} runs "
-                        f"(score {first['score']:.4f}) {_shown(params)}"
+                        f"(score {first['score']:.4f}) {params_text(params)}"
                     )
                     raise optuna.TrialPruned()
             full = score_trial(method_cls, params, TUNING_SPLIT, n_models, label=label)
@@ -232,7 +232,7 @@ def make_objective(
         trial.set_user_attr("full", dict(full))
         echo(
             f"trial {trial.number}: score {full['score']:.4f}, time fraction "
-            f"{full['time_fraction']:.3f} {_shown(params)}"
+            f"{full['time_fraction']:.3f} {params_text(params)}"
         )
         return full["score"]
 
@@ -309,7 +309,8 @@ def _give_up_if_hopeless(study: optuna.Study) -> None:
         )
 
 
-def _shown(params: dict[str, Any]) -> str:
-    return " ".join(
+def params_text(params: dict[str, Any], separator: str = " ") -> str:
+    """``lr=0.0123 epochs=3``: floats to four significant digits, so a trial's line stays short."""
+    return separator.join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in params.items()
     )

@@ -80,7 +80,8 @@ class TuneRequest:
 
 def tune(request: TuneRequest) -> dict[str, Any] | None:
     """Run the study to ``request.trials`` trials; with ``report``, return and write the summary."""
-    _quiet_optuna()
+    # Trials print their own one-line outcome; Optuna's log would add tracebacks.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     _check_request(request)
     setup = _setup(request, fresh=request.fresh)
     with closing(setup["context"].executor):
@@ -133,7 +134,7 @@ def _tune(request: TuneRequest, setup: dict[str, Any]) -> dict[str, Any] | None:
 
 def worker_process(request: TuneRequest, workers: int) -> None:
     """Entry point of a spawned worker: trials only, errors as one line."""
-    _quiet_optuna()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # as in tune()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     try:
         setup = _setup(request, fresh=False)
@@ -144,11 +145,6 @@ def worker_process(request: TuneRequest, workers: int) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-def _quiet_optuna() -> None:
-    """Trials print their own one-line outcome; Optuna's log would add tracebacks."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def _check_request(request: TuneRequest) -> None:

@@ -33,11 +33,11 @@ import torch
 from torch import nn
 
 from local_eval.data.roles import EvalData, load_eval_data
-from local_eval.devices import default_device, synchronize
+from local_eval.devices import synchronize
 from local_eval.errors import EvalError
 from local_eval.scoring.context import Context
 from local_eval.scoring.executors import Executor, LocalExecutor, Task, TaskLabel
-from local_eval.scoring.models import build_model
+from local_eval.scoring.models import build_model, model_from_state
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.references import (
     ModelSpec,
@@ -50,10 +50,7 @@ from local_eval.scoring.references import (
     reference_options,
     reference_set_dir,
 )
-from local_eval.scoring.scenarios import (
-    Prepared,
-    Step,
-)
+from local_eval.scoring.scenarios import Prepared, Step
 from local_eval.scoring.training import Recipe, train_model
 from local_eval.store.files import atomic_torch_save
 
@@ -69,12 +66,10 @@ TRAINER = "fedavg"
 
 @dataclasses.dataclass(frozen=True)
 class Federated:
-    """A FedAvg federation of ``clients``, the method run on its server.
+    """A FedAvg federation of ``clients``, the method run on its server (see the module's doc).
 
-    ``rounds=None`` means as many rounds as the preset's training epochs. The
-    method is offered ``{"scenario": "federated", "server_state": <path>}``: the
-    file of what the server kept (see ``fedavg_train``). Its board shows each
-    method's standard score beside the federated one.
+    ``rounds=None`` means as many rounds as the preset's training epochs. Its
+    board shows each method's standard score beside the federated one.
     """
 
     clients: int = DEFAULT_CLIENTS
@@ -167,7 +162,7 @@ def fedavg_train(
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
         states = []
         for c, shard in enumerate(shards):
-            local = _copy_model(model, device)
+            local = copy.deepcopy(model).to(device)
             train_model(
                 local,
                 images,
@@ -206,7 +201,6 @@ class FederatedReferences:
     """The FedAvg original, its server state, and 2N FedAvg models retrained without the forget set."""
 
     refs: References
-    setup: Federated
     server_state: Path
 
 
@@ -218,11 +212,10 @@ def federated_references(
     progress: bool = True,
     executor: Executor | None = None,
 ) -> FederatedReferences:
-    """Train whatever is missing (cached one file per model, like the standard references) and load all.
+    """Train whatever is missing and load all, cached as the standard references are.
 
     Each missing model is one task of ``executor`` (default: here, on ``device``);
-    this process alone writes the cache, each entry under the claim (lock) it took
-    before dispatching (:func:`~local_eval.scoring.references.build_reference_set`).
+    how the cache is claimed and written: :func:`~local_eval.scoring.references.build_reference_set`.
     """
     if "best_val" in (preset.original_recipe.checkpoint, preset.retrain_recipe.checkpoint):
         raise EvalError(
@@ -230,7 +223,6 @@ def federated_references(
             "not have here: score federated on a preset whose recipes keep the last epoch "
             "(cpu, smoke, gpu)."
         )
-    device = device or default_device()
     data = data or load_eval_data(preset)
     rounds = setup.resolved_rounds(preset)
     if rounds < 1 or setup.local_epochs < 1 or setup.kept_rounds < 0:
@@ -278,7 +270,7 @@ def federated_references(
         rebuild=lambda spec: spec.role == "original" and not state_path.exists(),
         on_output=keep_server_state,
     )
-    return FederatedReferences(refs=refs, setup=setup, server_state=state_path)
+    return FederatedReferences(refs=refs, server_state=state_path)
 
 
 def train_federated_task(
@@ -299,9 +291,7 @@ def train_federated_task(
     ``references.write_reference_model`` stores it.
     """
     if state is not None:
-        model = build_model(preset.arch)
-        model.load_state_dict(state)
-        model.to(device)
+        model = model_from_state(preset.arch, state, device)
         return {**model_output(model, data, device, None, None, trainer=TRAINER), "server": None}
     torch.manual_seed(spec.seed)
     model = build_model(preset.arch).to(device)
@@ -322,11 +312,6 @@ def train_federated_task(
     seconds = time.perf_counter() - started
     output = model_output(model, data, device, cpu_state(model), seconds, trainer=TRAINER)
     return {**output, "server": server if spec.role == "original" else None}
-
-
-def _copy_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """A client's copy of the global model: same class, same weights, its own parameters."""
-    return copy.deepcopy(model).to(device)
 
 
 def _average_states(

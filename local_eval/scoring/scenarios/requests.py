@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from local_eval.data.roles import EvalData, load_eval_data
-from local_eval.devices import default_device
 from local_eval.errors import EvalError
 from local_eval.scoring.context import Context
 from local_eval.scoring.executors import Executor, LocalExecutor
@@ -37,10 +36,7 @@ from local_eval.scoring.references import (
     reference_options,
     reference_task,
 )
-from local_eval.scoring.scenarios import (
-    Prepared,
-    Step,
-)
+from local_eval.scoring.scenarios import Prepared, Step
 
 MODE = "requests"
 DEFAULT_REQUESTS = 3
@@ -113,7 +109,7 @@ def request_references(
     the preset's standard references, reordered to those columns. Every missing
     model is a task of ``executor`` (default: here, on ``device``).
     """
-    executor = executor or LocalExecutor(device or default_device())
+    executor = executor or LocalExecutor(device)
     data = data or load_eval_data(preset)
     plan = plan_requests(data, k, preset.seed)
     standard = build_references(preset, data=data, progress=progress, executor=executor)

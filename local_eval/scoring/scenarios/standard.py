@@ -7,10 +7,7 @@ import dataclasses
 from local_eval.scoring.context import Context
 from local_eval.scoring.presets import Preset
 from local_eval.scoring.references import build_references
-from local_eval.scoring.scenarios import (
-    Prepared,
-    Step,
-)
+from local_eval.scoring.scenarios import Prepared, Step
 
 
 @dataclasses.dataclass(frozen=True)
