@@ -13,6 +13,7 @@ RANKS = {"core": 0, "store": 0, "data": 1, "scoring": 2, "replica": 3, "boards":
 ALLOWED_METHOD_MODULES = {"methods", "methods.base", "methods.common", "methods.search_space"}
 METHODS = LOCAL_EVAL.parent / "methods"
 MODULES = sorted(LOCAL_EVAL.rglob("*.py"))
+ARCHITECTURE = LOCAL_EVAL.parent / "docs" / "architecture.md"
 
 
 def layer_of_module(dotted: str) -> str:
@@ -83,3 +84,12 @@ def test_a_board_scores_nothing_itself_and_asks_board_scores(path):
     modules = [module for _, module in imported(path)]
     assert "local_eval.scoring.board_scores" in modules
     assert not [m for m in modules if m.startswith(SCORING_WORK)], modules
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if p.stem != "__init__"], ids=lambda p: str(p.relative_to(LOCAL_EVAL))
+)
+def test_every_module_is_named_in_the_architecture_table(path):
+    """A newcomer finds every room on the map: a module the table does not name fails here."""
+    table = [line for line in ARCHITECTURE.read_text().splitlines() if line.startswith("  | ")]
+    assert any(f"`{path.stem}`" in line for line in table), f"docs/architecture.md's layer table lacks `{path.stem}`"
