@@ -36,7 +36,7 @@ from local_eval.scoring.presets import Preset
 from local_eval.scoring.results import results_folder
 from local_eval.scoring.scenarios import Prepared, Scenario
 from local_eval.scoring.scenarios.standard import Standard
-from local_eval.scoring.several_splits import SplitSummary, aggregate_splits
+from local_eval.scoring.several_splits import SplitSummary, aggregate_splits, or_minus_inf
 from local_eval.store.files import repo_root
 
 
@@ -157,7 +157,7 @@ def split_board_and_data(
     entries = [(name, summary[name].mean) for name in summary]
     entries.append((CEILING_LABEL, _mean(ceiling_scores)))
     rank, methods, ceiling = 0, [], None
-    for name, mean in sorted(entries, key=lambda e: -_or_minus_inf(e[1])):
+    for name, mean in sorted(entries, key=lambda e: -or_minus_inf(e[1])):
         # The ceiling's row is a method's row without ranks and ties.
         is_ceiling = name == CEILING_LABEL
         found = None if is_ceiling else summary[name]
@@ -219,6 +219,3 @@ def _sd(values: list[float]) -> float:
     mean = _mean(values)
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
-
-def _or_minus_inf(value: float) -> float:
-    return -math.inf if math.isnan(value) else value

@@ -456,9 +456,9 @@ class ReferenceStatus:
 
 def reference_status(preset: Preset) -> ReferenceStatus:
     """Count the finished models and read the epoch checkpoints of the others (nothing is written)."""
-    directory = references_dir(preset)
+    directory, specs = references_dir(preset), model_specs(preset)
     finished, seconds, devices, half = 0, [], set(), {}
-    for spec in model_specs(preset):
+    for spec in specs:
         record = verified_record(
             metrics_path(directory, spec),
             weights_path(directory, spec),
@@ -475,7 +475,7 @@ def reference_status(preset: Preset) -> ReferenceStatus:
         if saved:
             half[checkpoint.path.stem] = saved
     return ReferenceStatus(
-        preset, str(directory), len(model_specs(preset)), finished, half, tuple(seconds),
+        preset, str(directory), len(specs), finished, half, tuple(seconds),
         tuple(sorted(devices)),
     )  # fmt: skip
 

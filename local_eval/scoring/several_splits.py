@@ -92,7 +92,7 @@ def aggregate_splits(results: Sequence[Mapping[str, float]]) -> dict[str, SplitS
             ranks=tuple(ranks[i].tolist()),
             mean_rank=float(np.nanmean(ranks[i])) if len(present) else math.nan,
         )
-    order = sorted(summaries, key=lambda n: (-_or_minus_inf(summaries[n].mean), n))
+    order = sorted(summaries, key=lambda n: (-or_minus_inf(summaries[n].mean), n))
     return {name: summaries[name] for name in order}
 
 
@@ -108,5 +108,6 @@ def _ranks(column: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _or_minus_inf(value: float) -> float:
+def or_minus_inf(value: float) -> float:
+    """A sort key that puts a missing (NaN) mean last."""
     return -math.inf if math.isnan(value) else value
